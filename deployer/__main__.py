@@ -1,0 +1,5 @@
+"""Allow ``python -m deployer``."""
+
+from deployer.cli.app import main
+
+main()

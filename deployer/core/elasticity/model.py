@@ -1,0 +1,251 @@
+"""The values the elasticity core reasons about: a cluster snapshot, node groups, node records, and the plan.
+
+Everything here is a frozen dataclass so that ``plan()`` can never mutate its inputs. Built by the
+Kubernetes adapter (daemon) and by the simulator; read by the planner, the actuator and ``daemon explain``.
+Resources are integers (millicores, MiB) so that bin-packing is exact and fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    cpu_m: int = 0  # millicores
+    memory_mib: int = 0
+    gpu: int = 0
+    pods: int = 0  # pod slots (a pod request is 1; a node's allocatable is its max pods)
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(
+            self.cpu_m + other.cpu_m,
+            self.memory_mib + other.memory_mib,
+            self.gpu + other.gpu,
+            self.pods + other.pods,
+        )
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(
+            self.cpu_m - other.cpu_m,
+            self.memory_mib - other.memory_mib,
+            self.gpu - other.gpu,
+            self.pods - other.pods,
+        )
+
+    def fits_in(self, free: Resources) -> bool:
+        return (
+            self.cpu_m <= free.cpu_m
+            and self.memory_mib <= free.memory_mib
+            and self.gpu <= free.gpu
+            and self.pods <= free.pods
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"  # NoSchedule | PreferNoSchedule | NoExecute
+
+
+@dataclass(frozen=True, slots=True)
+class Toleration:
+    key: str = ""  # empty key with operator Exists tolerates everything
+    operator: str = "Equal"  # Equal | Exists
+    value: str = ""
+    effect: str = ""  # empty matches every effect
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSelectorRequirement:
+    key: str
+    operator: str  # In | NotIn | Exists | DoesNotExist | Gt | Lt
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSelectorTerm:
+    """Requirements ANDed together; the terms of a pod's required affinity are ORed."""
+
+    match_expressions: tuple[NodeSelectorRequirement, ...] = ()
+
+
+class OwnerKind(str, Enum):
+    BARE = "Bare"  # no controller: never evicted (nothing would recreate it)
+    JOB = "Job"
+    REPLICA_SET = "ReplicaSet"
+    STATEFUL_SET = "StatefulSet"
+    DAEMON_SET = "DaemonSet"
+    MIRROR = "Node"  # static/mirror pod
+    OTHER = "Other"
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    uid: str
+    name: str
+    namespace: str = "default"
+    requests: Resources = Resources(pods=1)
+    node_name: str | None = None  # None while unscheduled
+    phase: str = "Pending"  # Pending | Running | Succeeded | Failed
+    unschedulable: bool = False  # the scheduler set PodScheduled=False/Unschedulable
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    required_affinity: tuple[NodeSelectorTerm, ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
+    owner_kind: OwnerKind = OwnerKind.REPLICA_SET
+    priority: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    group: str | None  # the node group this node belongs to, None when not managed by us
+    allocatable: Resources
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    ready: bool = True
+    unschedulable: bool = False  # cordoned
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DisruptionBudget:
+    """A PodDisruptionBudget reduced to what the planner needs."""
+
+    namespace: str
+    match_labels: Mapping[str, str]
+    disruptions_allowed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the cluster looks like at one instant. ``synced`` is False until informers have listed once."""
+
+    nodes: tuple[Node, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    budgets: tuple[DisruptionBudget, ...] = ()
+    synced: bool = True
+
+
+class GroupKind(str, Enum):
+    CLOUD = "cloud"  # VMs created/destroyed through the IM
+    EDGE = "edge"  # owned boards: Wake-on-LAN / SSH shutdown
+    EDGE_ALWAYS_ON = "edge-always-on"  # boards that stay on: cordon/uncordon only
+
+
+@dataclass(frozen=True, slots=True)
+class NodeGroup:
+    """A set of identical nodes that can grow and shrink (a worker group or an edge group of the spec)."""
+
+    name: str
+    min_size: int
+    max_size: int
+    shape: Resources  # allocatable of one node of this group
+    kind: GroupKind = GroupKind.CLOUD
+    arch: str = "amd64"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    cost_per_hour: float = 0.0
+    priority: int = 0  # higher is preferred by the priority expander
+    boot_seconds: float = 180.0  # expected time from power-on to Ready
+    # Edge groups have a fixed set of boards; cloud groups name new nodes from a pattern.
+    hosts: tuple[str, ...] = ()
+
+
+class NodePhase(str, Enum):
+    OFF = "off"
+    POWERING_ON = "powering_on"
+    IDLE = "idle"
+    USED = "used"
+    DRAINING = "draining"
+    POWERING_OFF = "powering_off"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """Our own memory of a node, persisted by the daemon so that a restart resumes in-flight work."""
+
+    name: str
+    group: str
+    phase: NodePhase
+    since: float  # when it entered ``phase``
+    attempts: int = 0  # power-on attempts, for bounded retries
+    idle_since: float | None = None
+    vm_id: str | None = None  # IM VM id for cloud nodes
+
+
+@dataclass(frozen=True, slots=True)
+class ElasticityState:
+    """Everything the planner remembers between rounds. Returned anew by the actuator, never mutated."""
+
+    records: Mapping[str, NodeRecord] = field(default_factory=dict)
+    group_backoff_until: Mapping[str, float] = field(default_factory=dict)
+    last_scale_up: Mapping[str, float] = field(default_factory=dict)
+    last_scale_down: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ElasticitySettings:
+    idle_time: float = 300.0
+    max_booting: int = 0  # 0: no limit
+    max_nodes_total: int = 0  # 0: no limit
+    scale_up_cooldown: float = 0.0
+    scale_down_cooldown: float = 60.0
+    provision_timeout: float = 900.0
+    max_power_on_attempts: int = 3
+    failure_backoff: float = 300.0
+    min_spare_nodes: int = 0
+    scale_down_underutilized: bool = False
+    utilization_threshold: float = 0.5
+    expanders: tuple[str, ...] = ("edge-first", "priority", "least-cost", "least-waste")
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleUp:
+    group: str
+    count: int
+    reason: str
+    pod_uids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleDown:
+    """Drain then power off these nodes of one group (one IM call per group)."""
+
+    group: str
+    nodes: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkFailed:
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unplaceable:
+    pod_uid: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    scale_ups: tuple[ScaleUp, ...] = ()
+    scale_downs: tuple[ScaleDown, ...] = ()
+    failures: tuple[MarkFailed, ...] = ()
+    unplaceable: tuple[Unplaceable, ...] = ()
+    # Why each pending pod waits ("fits on booting node wn-3", "group cpu at max"): for `daemon explain`.
+    explanations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.scale_ups or self.scale_downs or self.failures)
