@@ -7,9 +7,9 @@ Resources are integers (millicores, MiB) so that bin-packing is exact and fast.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +180,8 @@ class NodeRecord:
     attempts: int = 0  # power-on attempts, for bounded retries
     idle_since: float | None = None
     vm_id: str | None = None  # IM VM id for cloud nodes
+    # When the node's requests last fell below the utilisation threshold (underutilised scale-down).
+    underutilized_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +216,9 @@ class ScaleUp:
     count: int
     reason: str
     pod_uids: tuple[str, ...] = ()
+    # Edge groups: the boards to wake (or uncordon), chosen by the planner. Empty for cloud groups,
+    # whose new nodes are named by the IM.
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +234,7 @@ class ScaleDown:
 class MarkFailed:
     node: str
     reason: str
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +251,11 @@ class Plan:
     unplaceable: tuple[Unplaceable, ...] = ()
     # Why each pending pod waits ("fits on booting node wn-3", "group cpu at max"): for `daemon explain`.
     explanations: Mapping[str, str] = field(default_factory=dict)
+    # Why each scale-down candidate (idle or underutilised long enough) stays: for `daemon explain`.
+    kept_nodes: Mapping[str, str] = field(default_factory=dict)
+    # The input state advanced by what the snapshot shows (nodes that became Ready, idle stamps, adopted
+    # nodes, records of vanished nodes dropped). None only when the snapshot was not synced.
+    state: ElasticityState | None = None
 
     @property
     def empty(self) -> bool:

@@ -1,0 +1,208 @@
+"""What a cloud offers: flavors and images through openstacksdk, images and quotas through the IM.
+
+Called by ``deployer clouds check`` (``check_cloud``) and by whoever sizes worker groups
+(``openstack_flavors`` + ``deployer.core.placement.choose_flavor``). openstacksdk is imported inside
+the functions: it is heavy and only the OpenStack-based kinds (openstack, egi with a Keystone URL)
+need it.
+
+The IM calls ``GET /clouds/{id}/images`` and ``GET /clouds/{id}/quotas`` are not in the IM client, so
+``im_cloud_images`` / ``im_cloud_quotas`` send them through the client's own request path (same
+session, auth header, timeouts, retries and error mapping).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from deployer.adapters.im.client import IMClient
+from deployer.core.placement import Flavor
+from deployer.errors import AuthError, DeployerError, RemoteError
+
+log = logging.getLogger("deployer.clouds.discovery")
+
+# Connect/read seconds for Keystone, Nova and Glance during discovery.
+OPENSTACK_TIMEOUT = 20
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    name: str
+    status: str = ""
+    url: str = ""  # the IM image URL (ost://HOST/ID), when known
+
+
+def _gpus_from_extra_specs(specs: Mapping[str, Any]) -> int:
+    """GPUs a flavor passes through: ``pci_passthrough:alias = a100:2[,t4:1]`` or ``resources:VGPU = 1``."""
+    total = 0
+    alias = str(specs.get("pci_passthrough:alias") or "")
+    for part in filter(None, (p.strip() for p in alias.split(","))):
+        count = part.partition(":")[2]
+        total += int(count) if count.isdigit() else 1
+    for key, value in specs.items():
+        if re.fullmatch(r"resources\d*:VGPU|resources\d*:PGPU", str(key)) and str(value).isdigit():
+            total += int(value)
+    return total
+
+
+def openstack_connection(
+    auth_type: str, auth: Mapping[str, Any], region: str | None = None, verify: bool = True
+):
+    """An openstacksdk Connection from explicit settings only (no clouds.yaml or OS_* lookup here)."""
+    import openstack
+
+    return openstack.connect(
+        load_yaml_config=False,
+        load_envvars=False,
+        auth_type=auth_type,
+        auth=dict(auth),
+        region_name=region,
+        verify=verify,
+        api_timeout=OPENSTACK_TIMEOUT,
+    )
+
+
+def connection_for(config: Mapping[str, Any], verify: bool = True):
+    """A Connection for a resolved cloud config (``profiles.openstack_config``) or an EGI site."""
+    return openstack_connection(
+        str(config.get("auth_type") or "password"),
+        config.get("auth") or {},
+        config.get("region_name"),
+        verify,
+    )
+
+
+def _sdk_errors() -> tuple[type[BaseException], ...]:
+    from keystoneauth1 import exceptions as ks_exceptions
+    from openstack import exceptions as os_exceptions
+
+    return (os_exceptions.SDKException, ks_exceptions.ClientException)
+
+
+def _translate(err: BaseException, what: str) -> DeployerError:
+    status = getattr(err, "status_code", None) or getattr(err, "http_status", None)
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if status in (401, 403):
+        return AuthError(
+            f"cannot {what}: the cloud refused the credentials ({status}): {text}", status=status
+        )
+    return RemoteError(f"cannot {what}: {text}", status=status if isinstance(status, int) else None)
+
+
+def openstack_flavors(conn: Any) -> list[Flavor]:
+    """Every flavor with vCPUs, RAM, disk and passed-through GPUs (from extra specs)."""
+    try:
+        flavors = []
+        for item in conn.compute.flavors(details=True):
+            specs = item.extra_specs
+            if specs is None:  # older microversions: extra specs are a separate call
+                specs = conn.compute.fetch_flavor_extra_specs(item).extra_specs or {}
+            flavors.append(
+                Flavor(
+                    name=item.name,
+                    vcpus=int(item.vcpus or 0),
+                    ram_mib=int(item.ram or 0),
+                    disk_gib=int(item.disk or 0),
+                    gpus=_gpus_from_extra_specs(specs),
+                    id=str(item.id),
+                )
+            )
+        return flavors
+    except _sdk_errors() as err:
+        raise _translate(err, "list flavors") from None
+
+
+def openstack_images(conn: Any, host: str | None = None) -> list[Image]:
+    """Active images, with the ``ost://HOST/ID`` URL the IM wants when ``host`` is known."""
+    try:
+        images = []
+        for item in conn.image.images():
+            if item.status and item.status != "active":
+                continue
+            url = f"ost://{host}/{item.id}" if host else ""
+            images.append(
+                Image(id=str(item.id), name=str(item.name or ""), status=str(item.status or ""), url=url)
+            )
+        return images
+    except _sdk_errors() as err:
+        raise _translate(err, "list images") from None
+
+
+def im_cloud_images(
+    client: IMClient, cloud_id: str, filters: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """``GET /clouds/{cloud_id}/images``: the images the IM can launch there (``[{uri, name}]``)."""
+    what = f"list the images of cloud {cloud_id} through the IM"
+    params = {"filters": ",".join(f"{k}={v}" for k, v in filters.items())} if filters else None
+    response = client._request("GET", f"/clouds/{cloud_id}/images", what=what, params=params)
+    data = client._json(response, what)
+    images = data.get("images", []) if isinstance(data, dict) else data
+    return [dict(image) for image in images or []]
+
+
+def im_cloud_quotas(client: IMClient, cloud_id: str) -> dict[str, Any]:
+    """``GET /clouds/{cloud_id}/quotas``: ``{resource: {used, limit}}`` as the IM reports it."""
+    what = f"read the quotas of cloud {cloud_id} through the IM"
+    data = client._json(client._request("GET", f"/clouds/{cloud_id}/quotas", what=what), what)
+    quotas = data.get("quotas", data) if isinstance(data, dict) else {}
+    return dict(quotas)
+
+
+@dataclass
+class CheckReport:
+    """What ``deployer clouds check`` found; every section is optional, problems go to ``errors``."""
+
+    cloud: str
+    kind: str
+    auth_id: str
+    im_url: str | None = None
+    im_version: str | None = None
+    token_source: str | None = None
+    token_expires_in: float | None = None
+    flavors: list[Flavor] | None = None
+    images: list[Image] | None = None
+    im_images: list[dict[str, Any]] | None = None
+    quotas: dict[str, Any] | None = None
+    errors: list[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+def check_im(report: CheckReport, client: IMClient) -> None:
+    """IM reachability, then the credentials (quotas need a valid cloud entry), then the images."""
+    errors = report.errors if report.errors is not None else []
+    report.errors = errors
+    try:
+        report.im_version = client.version()
+    except DeployerError as err:
+        errors.append(f"IM: {err}")
+        return
+    try:
+        report.quotas = im_cloud_quotas(client, report.auth_id)
+    except DeployerError as err:
+        errors.append(f"IM quotas: {err}")
+    try:
+        report.im_images = im_cloud_images(client, report.auth_id)
+    except DeployerError as err:
+        errors.append(f"IM images: {err}")
+
+
+def check_openstack(report: CheckReport, conn: Any, host: str | None) -> None:
+    errors = report.errors if report.errors is not None else []
+    report.errors = errors
+    try:
+        report.flavors = openstack_flavors(conn)
+        report.images = openstack_images(conn, host)
+    except DeployerError as err:
+        errors.append(f"OpenStack: {err}")

@@ -1,0 +1,148 @@
+"""IM power manager: cloud worker VMs created and destroyed through the Infrastructure Manager.
+
+Called by the daemon actuator for cloud groups. One scale-up of a group is ONE ``POST /infrastructures/<id>``
+with that group's TOSCA ``count`` raised by n (the IM answers with the new VM ids); a scale-down is one POST
+with the count lowered and the VMs named in ``removal_list``.
+
+Node names: the rendered TOSCA gives each worker the hostname ``<group>-#N#`` (``deployer.core.render.
+WORKER_HOSTNAME``), and the IM replaces ``#N#`` with the VM's IM id, so the kubelet registers as
+``<group>-<vm id>``. We map both ways through that pattern (and prefer the ``dns_name`` the IM reports).
+
+The template we post is the IM's own stored TOSCA with every scalable node's count set to the number of VMs
+that really exist for it, so VMs removed behind our back are never resurrected by a scale of another group.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from deployer.adapters.im.client import IMClient
+from deployer.adapters.power.port import PoweredOn
+from deployer.core.elasticity.model import NodeGroup
+from deployer.core.render import WORKER_HOSTNAME, node_id
+from deployer.errors import RemoteError
+
+log = logging.getLogger(__name__)
+
+
+def node_name_for(group: str, vm_id: str, pattern: str = WORKER_HOSTNAME) -> str:
+    """The Kubernetes node name of IM VM ``vm_id`` of ``group`` (``wn`` + ``3`` → ``wn-3``)."""
+    return pattern.format(group=group).replace("#N#", vm_id)
+
+
+def vm_id_for(group: str, node_name: str, pattern: str = WORKER_HOSTNAME) -> str | None:
+    """The IM VM id encoded in a node name, or None when the name does not follow the group's pattern."""
+    prefix, _, suffix = pattern.format(group=group).partition("#N#")
+    match = re.fullmatch(re.escape(prefix) + r"(\d+)" + re.escape(suffix), node_name)
+    return match.group(1) if match else None
+
+
+def set_scalable_counts(
+    tosca: str,
+    counts: Mapping[str, int],
+    *,
+    target: str,
+    removal_lists: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """``tosca`` with the ``scalable.count`` of EVERY scalable node template set from ``counts`` (absent: 0),
+    and the given removal lists. Node templates without a scalable capability (the front end) are untouched;
+    ``target``, the template being scaled, must be scalable."""
+    document = yaml.safe_load(tosca)
+    templates = (document.get("topology_template") or {}).get("node_templates") or {}
+    scalable = {
+        name: template["capabilities"]["scalable"].setdefault("properties", {})
+        for name, template in templates.items()
+        if isinstance(template, dict) and "scalable" in (template.get("capabilities") or {})
+    }
+    if target not in scalable:
+        raise RemoteError(f"the infrastructure's TOSCA has no scalable node template '{target}'")
+    for name, properties in scalable.items():
+        properties["count"] = counts.get(name, 0)
+        removal = (removal_lists or {}).get(name)
+        if removal:
+            properties["removal_list"] = [int(vm_id) for vm_id in removal]
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+
+
+class IMPowerManager:
+    """``PowerManager`` for cloud groups of one IM infrastructure."""
+
+    def __init__(
+        self, client: IMClient, infrastructure_id: str, *, hostname_pattern: str = WORKER_HOSTNAME
+    ) -> None:
+        self._client = client
+        self._inf_id = infrastructure_id
+        self._pattern = hostname_pattern
+        # IM VM id -> (system name, hostname). A VM never changes system: entries stay valid while it lives.
+        self._vm_cache: dict[str, tuple[str, str | None]] = {}
+
+    def power_on(self, group: NodeGroup, count: int, *, busy: Collection[str] = ()) -> list[PoweredOn]:
+        if count <= 0:
+            return []
+        counts = self._counts()
+        system = node_id(group.name)
+        counts[system] = counts.get(system, 0) + count
+        tosca = set_scalable_counts(self._client.tosca(self._inf_id), counts, target=system)
+        new_ids = self._client.update(self._inf_id, tosca)
+        log.info("IM added %d VM(s) to group %s: %s", len(new_ids), group.name, ", ".join(new_ids))
+        return [PoweredOn(node_name_for(group.name, vm_id, self._pattern), vm_id) for vm_id in new_ids]
+
+    def power_off(self, group: NodeGroup, nodes: Sequence[str]) -> None:
+        existing = {powered.name: powered.vm_id for powered in self.nodes(group)}
+        doomed = [existing[name] for name in nodes if existing.get(name) is not None]
+        gone = [name for name in nodes if name not in existing]
+        if gone:
+            log.info(
+                "nodes %s of group %s have no VM any more: nothing to remove", ", ".join(gone), group.name
+            )
+        if not doomed:
+            return
+        counts = self._counts()
+        system = node_id(group.name)
+        counts[system] = counts.get(system, 0) - len(doomed)
+        ids = [vm_id for vm_id in doomed if vm_id is not None]
+        tosca = set_scalable_counts(
+            self._client.tosca(self._inf_id), counts, target=system, removal_lists={system: ids}
+        )
+        self._client.update(self._inf_id, tosca)
+        for vm_id in ids:
+            self._vm_cache.pop(vm_id, None)
+        log.info("IM removed VM(s) %s of group %s", ", ".join(ids), group.name)
+
+    def nodes(self, group: NodeGroup) -> list[PoweredOn]:
+        system = node_id(group.name)
+        found = []
+        for vm_id, (vm_system, hostname) in self._vms().items():
+            if vm_system == system:
+                found.append(PoweredOn(hostname or node_name_for(group.name, vm_id, self._pattern), vm_id))
+        return sorted(found, key=lambda p: int(p.vm_id or 0))
+
+    def _vms(self) -> dict[str, tuple[str, str | None]]:
+        """Every live VM of the infrastructure with its system (TOSCA node) name; cached per VM id."""
+        live = self._client.vm_ids(self._inf_id)
+        for vm_id in list(self._vm_cache):
+            if vm_id not in live:
+                del self._vm_cache[vm_id]
+        for vm_id in live:
+            if vm_id not in self._vm_cache:
+                info = self._client.vm_info(self._inf_id, vm_id)
+                self._vm_cache[vm_id] = (str(info.get("id", "")), _hostname(info))
+        return {vm_id: self._vm_cache[vm_id] for vm_id in live}
+
+    def _counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for system, _ in self._vms().values():
+            counts[system] = counts.get(system, 0) + 1
+        return counts
+
+
+def _hostname(info: Mapping[str, Any]) -> str | None:
+    name = info.get("net_interface.0.dns_name")
+    if isinstance(name, str) and name and "#N#" not in name:
+        return name
+    return None

@@ -1,0 +1,144 @@
+"""The deployments table: what deployer remembers about each cluster it created.
+
+Called by the life-cycle use cases (``deployer.lifecycle``). One row per deployment name: where it
+lives (IM URL, infrastructure id), what it was built from (cloud, spec hash, redacted TOSCA, the
+deployment tag embedded in the TOSCA) and the last state seen. Never a secret: text is passed through
+the log redactor before it is written, on top of callers storing only the redacted TOSCA.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so concurrent deployer processes serialise on the
+SQLite write lock (WAL mode, busy timeout from ``deployer.adapters.state.db``) instead of interleaving.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from deployer.adapters.state.db import connect
+from deployer.errors import NotFoundError, UserError
+from deployer.logs import redact
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deployments (
+    name TEXT PRIMARY KEY,
+    cloud TEXT NOT NULL,
+    im_url TEXT NOT NULL,
+    infrastructure_id TEXT,
+    deployment_tag TEXT NOT NULL UNIQUE,
+    spec_hash TEXT NOT NULL,
+    tosca_redacted TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+)
+"""
+
+# Status of a row whose create request went out but whose infrastructure id is not known yet.
+STATUS_SUBMITTING = "submitting"
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    name: str
+    cloud: str
+    im_url: str
+    infrastructure_id: str | None
+    deployment_tag: str
+    spec_hash: str
+    tosca_redacted: str
+    status: str
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+_COLUMNS = tuple(f.name for f in fields(DeploymentRecord))
+_MUTABLE = frozenset({"im_url", "infrastructure_id", "spec_hash", "tosca_redacted", "status"})
+
+
+class DeploymentStore:
+    """The deployments table in ``state.db``. Cheap to open; each call uses its own short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        with self._write() as conn:
+            conn.execute(_SCHEMA)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = connect(self._path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        conn = connect(self._path)
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+    def add(self, record: DeploymentRecord, *, now: float | None = None) -> DeploymentRecord:
+        """Insert a new deployment; the name must be free."""
+        stamp = time.time() if now is None else now
+        row = replace(
+            record, tosca_redacted=redact(record.tosca_redacted), created_at=stamp, updated_at=stamp
+        )
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    f"INSERT INTO deployments ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",  # noqa: S608
+                    tuple(getattr(row, col) for col in _COLUMNS),
+                )
+        except sqlite3.IntegrityError:
+            raise UserError(
+                f"a deployment named {record.name!r} already exists; pick another --name or destroy it first"
+            ) from None
+        return row
+
+    def update(self, name: str, *, now: float | None = None, **changes: str | None) -> DeploymentRecord:
+        """Change some columns of one deployment (status, infrastructure_id, ...)."""
+        unknown = set(changes) - _MUTABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        if "tosca_redacted" in changes and changes["tosca_redacted"] is not None:
+            changes["tosca_redacted"] = redact(changes["tosca_redacted"])
+        stamp = time.time() if now is None else now
+        assignments = ", ".join(f"{col} = ?" for col in changes)
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"UPDATE deployments SET {assignments}, updated_at = ? WHERE name = ?",  # noqa: S608
+                (*changes.values(), stamp, name),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"no deployment named {name!r}; see `deployer list`")
+        return self.get(name)
+
+    def delete(self, name: str) -> bool:
+        """Forget a deployment. Returns False when there was nothing to forget."""
+        with self._write() as conn:
+            return conn.execute("DELETE FROM deployments WHERE name = ?", (name,)).rowcount > 0
+
+    def find(self, name: str) -> DeploymentRecord | None:
+        rows = self._read(f"SELECT {', '.join(_COLUMNS)} FROM deployments WHERE name = ?", (name,))  # noqa: S608
+        return DeploymentRecord(**dict(rows[0])) if rows else None
+
+    def get(self, name: str) -> DeploymentRecord:
+        record = self.find(name)
+        if record is None:
+            raise NotFoundError(f"no deployment named {name!r}; see `deployer list`")
+        return record
+
+    def all(self) -> list[DeploymentRecord]:
+        rows = self._read(f"SELECT {', '.join(_COLUMNS)} FROM deployments ORDER BY created_at, name")  # noqa: S608
+        return [DeploymentRecord(**dict(row)) for row in rows]

@@ -1,0 +1,188 @@
+"""Scale-down: which Ready nodes of our groups to drain and power off, never disrupting what must not be.
+
+A node is a candidate when it has been idle (no pods but DaemonSet and mirror pods) for ``idle_time``,
+or, when enabled, underutilised (requests below ``utilization_threshold``) for ``idle_time`` with every
+pod evictable and placeable on the room left elsewhere (after the pending pods took theirs). Protected,
+never chosen: nodes annotated scale-down-disabled, nodes the pending pods were packed onto, nodes with an
+unfinished Job pod, a bare pod, a safe-to-evict=false pod or a pod a PodDisruptionBudget would block,
+groups at ``min_size``, groups that just grew (``scale_down_cooldown``), and the last ``min_spare_nodes``
+idle nodes. The most expensive nodes go first, so spare capacity left behind is the cheapest.
+Called by ``plan()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from deployer.core.elasticity.binpack import Bin, Packer, pod_classes
+from deployer.core.elasticity.index import ClusterIndex
+from deployer.core.elasticity.lifecycle import GroupView
+from deployer.core.elasticity.model import (
+    DisruptionBudget,
+    ElasticitySettings,
+    ElasticityState,
+    GroupKind,
+    Node,
+    NodePhase,
+    OwnerKind,
+    Pod,
+    ScaleDown,
+)
+from deployer.core.elasticity.scheduling import SAFE_TO_EVICT, SCALE_DOWN_DISABLED
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    node: Node
+    view: GroupView
+    idle: bool
+    since: float  # idle (or underutilised) since
+
+
+def eviction_blocker(pod: Pod) -> str | None:
+    """Why evicting this pod would lose work, ignoring budgets; None when a controller recreates it."""
+    safe = pod.annotations.get(SAFE_TO_EVICT)
+    if safe == "false":
+        return f"pod {pod.namespace}/{pod.name} is annotated {SAFE_TO_EVICT}=false"
+    if safe == "true":
+        return None  # the owner says losing it is fine
+    if pod.owner_kind is OwnerKind.JOB:
+        return f"job pod {pod.namespace}/{pod.name} has not finished"
+    if pod.owner_kind is OwnerKind.BARE:
+        return f"bare pod {pod.namespace}/{pod.name} would not be recreated"
+    return None
+
+
+def _budgets_for(pod: Pod, budgets: tuple[DisruptionBudget, ...]) -> list[int]:
+    return [
+        i
+        for i, b in enumerate(budgets)
+        if b.namespace == pod.namespace and all(pod.labels.get(k) == v for k, v in b.match_labels.items())
+    ]
+
+
+def scale_down(
+    index: ClusterIndex,
+    views: Mapping[str, GroupView],
+    state: ElasticityState,
+    settings: ElasticitySettings,
+    now: float,
+    node_bins: list[Bin],
+    claimed: set[str],
+    growing: set[str],
+    budgets: tuple[DisruptionBudget, ...],
+) -> tuple[tuple[ScaleDown, ...], dict[str, str]]:
+    """The ScaleDowns (one per group) and, per protected idle-ish node, why it stays."""
+    kept: dict[str, str] = {}
+    candidates = _candidates(index, views, state, settings, now, claimed, growing, kept)
+    removable = {name: max(view.staying - view.group.min_size, 0) for name, view in views.items()}
+    idle_total = sum(1 for view in views.values() for n in view.active if index.is_idle(n.name))
+    spare_left = idle_total - settings.min_spare_nodes
+    budget_used = [0] * len(budgets)
+    targets = {b.name: b for b in node_bins}
+    chosen: dict[str, list[str]] = {}
+    reasons: dict[str, list[str]] = {}
+    for cand in candidates:
+        group = cand.view.group.name
+        name = cand.node.name
+        if name in claimed:
+            kept[name] = "receives pods moved off another node"
+            continue
+        if removable[group] <= 0:
+            kept[name] = f"group {group} at min size ({cand.view.group.min_size})"
+            continue
+        if cand.idle:
+            if spare_left <= 0:
+                kept[name] = f"kept as one of min_spare_nodes ({settings.min_spare_nodes})"
+                continue
+            spare_left -= 1
+            reason = f"{name} idle for {now - cand.since:.0f}s"
+        else:
+            blocker = _evict_all(index.workload.get(name, []), name, budgets, budget_used, targets, claimed)
+            if blocker is not None:
+                kept[name] = blocker
+                continue
+            reason = f"{name} under {settings.utilization_threshold:.0%} utilised, pods fit elsewhere"
+        removable[group] -= 1
+        targets.pop(name, None)
+        chosen.setdefault(group, []).append(name)
+        reasons.setdefault(group, []).append(reason)
+    downs = tuple(
+        ScaleDown(group, tuple(sorted(nodes)), "; ".join(reasons[group]))
+        for group, nodes in sorted(chosen.items())
+    )
+    return downs, kept
+
+
+def _candidates(
+    index: ClusterIndex,
+    views: Mapping[str, GroupView],
+    state: ElasticityState,
+    settings: ElasticitySettings,
+    now: float,
+    claimed: set[str],
+    growing: set[str],
+    kept: dict[str, str],
+) -> list[_Candidate]:
+    found = []
+    for name, view in views.items():
+        last_up = state.last_scale_up.get(name)
+        cooling = last_up is not None and now - last_up < settings.scale_down_cooldown
+        for node in view.active:
+            record = state.records.get(node.name)
+            if record is None or record.phase not in (NodePhase.IDLE, NodePhase.USED):
+                continue
+            idle = record.phase is NodePhase.IDLE and record.idle_since is not None
+            since = record.idle_since if idle else record.underutilized_since
+            if since is None or now - since < settings.idle_time:
+                continue
+            if node.annotations.get(SCALE_DOWN_DISABLED) == "true":
+                kept[node.name] = f"annotated {SCALE_DOWN_DISABLED}=true"
+            elif node.name in claimed:
+                kept[node.name] = "pending pods fit on it"
+            elif name in growing:
+                kept[node.name] = f"group {name} is growing this round"
+            elif cooling:
+                kept[node.name] = f"group {name} grew less than {settings.scale_down_cooldown:.0f}s ago"
+            else:
+                found.append(_Candidate(node, view, idle, since))
+
+    def order(c: _Candidate) -> tuple[object, ...]:
+        group = c.view.group
+        # Rented VMs before owned boards, dearer first, empty before busy, longest unneeded first.
+        return (group.kind is not GroupKind.CLOUD, -group.cost_per_hour, not c.idle, c.since, c.node.name)
+
+    found.sort(key=order)
+    return found
+
+
+def _evict_all(
+    pods: list[Pod],
+    node: str,
+    budgets: tuple[DisruptionBudget, ...],
+    budget_used: list[int],
+    targets: dict[str, Bin],
+    claimed: set[str],
+) -> str | None:
+    """Reserve budgets and room for moving every pod off ``node``; undo and say why if any pod can't go."""
+    need = [0] * len(budgets)
+    for pod in pods:
+        blocker = eviction_blocker(pod)
+        if blocker is not None:
+            return blocker
+        for i in _budgets_for(pod, budgets):
+            need[i] += 1
+            if budget_used[i] + need[i] > budgets[i].disruptions_allowed:
+                return f"pod {pod.namespace}/{pod.name}: PodDisruptionBudget allows no more disruptions"
+    others = [b for name, b in targets.items() if name != node]
+    trial = Packer()
+    if trial.pack(pod_classes(pods), others):
+        by_uid = {p.uid: p for p in pods}
+        for uid, b in trial.placements.items():
+            b.take(by_uid[uid].requests, -1)  # give the room back
+        return "its pods do not fit on the other nodes"
+    for i, n in enumerate(need):
+        budget_used[i] += n
+    claimed.update(b.name for b in trial.placements.values())  # receivers must stay this round
+    return None

@@ -1,0 +1,115 @@
+"""Turn "spec file + flags" into the exact TOSCA to submit: the one path used by render, create and the daemon.
+
+Resolves the things the pure core leaves open: a generated cluster name (persisted once), generated
+secrets (persisted 0600, reused, so re-rendering is byte-identical), how the IM gets the type definitions,
+and default images from cloud profiles. Returns both the real TOSCA and a redacted copy that is safe to
+store or print.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer.adapters.state.secrets import SecretStore, new_secret
+from deployer.core.render import RenderOptions, redacted, render_tosca
+from deployer.core.spec import ClusterSpec, fill_secrets, load_spec
+from deployer.paths import Paths
+
+LOCAL_CLOUD = "local"
+
+
+@dataclass(frozen=True)
+class PreparedCluster:
+    spec: ClusterSpec  # complete: name and secrets filled in
+    tosca: str  # carries secrets: submit it, never store or log it
+    tosca_redacted: str
+    deployment_tag: str | None
+    spec_hash: str  # of the redacted spec: changes when the cluster definition does
+    types: str  # "local" or "remote"
+
+
+def types_mode(spec: ClusterSpec) -> str:
+    if spec.types != "auto":
+        return spec.types
+    return "local" if spec.cloud == LOCAL_CLOUD else "remote"
+
+
+def spec_hash(spec: ClusterSpec) -> str:
+    payload = json.dumps(redacted(spec).model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def render_prepared(
+    spec: ClusterSpec,
+    *,
+    deployment_tag: str | None = None,
+    default_images: Mapping[str, str] | None = None,
+    counts: Mapping[str, int] | None = None,
+    removal_lists: Mapping[str, tuple[str, ...]] | None = None,
+) -> PreparedCluster:
+    """Render an already complete spec (name + secrets), e.g. again with new group counts."""
+    options = RenderOptions(
+        types=types_mode(spec),
+        simulated=spec.cloud == LOCAL_CLOUD,
+        default_images=dict(default_images or {}),
+        deployment_tag=deployment_tag,
+        counts=dict(counts or {}),
+        removal_lists=dict(removal_lists or {}),
+    )
+    return PreparedCluster(
+        spec=spec,
+        tosca=render_tosca(spec, options),
+        tosca_redacted=render_tosca(redacted(spec), options),
+        deployment_tag=deployment_tag,
+        spec_hash=spec_hash(spec),
+        types=options.types,
+    )
+
+
+def complete_spec(paths: Paths, spec: ClusterSpec, source: str) -> ClusterSpec:
+    """Fill in the generated name and secrets, persisting them so the next run reuses them."""
+    store = SecretStore(paths)
+    if spec.name is None:
+        spec = spec.model_copy(update={"name": store.generated_name(source)})
+    assert spec.name is not None
+    spec, values = fill_secrets(spec, store.load(spec.name), new_secret)
+    store.save(spec.name, values)
+    return spec
+
+
+def prepare_cluster(
+    paths: Paths,
+    spec_file: Path | None,
+    *,
+    cloud: str | None = None,
+    name: str | None = None,
+    overrides: list[str] | None = None,
+    workers: int | None = None,
+    deployment_tag: str | None = None,
+    default_images: Mapping[str, str] | None = None,
+) -> PreparedCluster:
+    spec = load_spec(spec_file, overrides, cloud=cloud, name=name, workers=workers)
+    source = str(spec_file.resolve()) if spec_file is not None else f"<flags:{spec.cloud}>"
+    spec = complete_spec(paths, spec, source)
+    if default_images is None:
+        default_images = _profile_images(paths, spec)
+    return render_prepared(spec, deployment_tag=deployment_tag, default_images=default_images)
+
+
+def _profile_images(paths: Paths, spec: ClusterSpec) -> Mapping[str, str]:
+    """Default images from the cloud profiles. A cloud without a profile has none: rendering still works
+    (the IM then picks by the os properties), and ``create`` fails on the missing credentials instead."""
+    from deployer.adapters.clouds.profiles import default_images
+    from deployer.errors import NotFoundError
+
+    images: dict[str, str] = {}
+    for cloud in spec.clouds():
+        try:
+            images.update(default_images(paths, [cloud]))
+        except NotFoundError:
+            continue
+    return images
