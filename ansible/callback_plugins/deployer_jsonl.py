@@ -83,7 +83,11 @@ class CallbackModule(CallbackBase):
     def _runner(self, result: Any, status: str, message: str | None = None) -> None:
         task = _task(result)
         payload = _payload(result)
-        fields: dict[str, Any] = {"host": _host_name(result), "task": task.get_name().strip(), "status": status}
+        fields: dict[str, Any] = {
+            "host": _host_name(result),
+            "task": task.get_name().strip(),
+            "status": status,
+        }
         fields["action"] = getattr(task, "action", "")
         if message:
             fields["msg"] = message

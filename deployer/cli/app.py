@@ -6,7 +6,6 @@ Sub-command modules import heavy libraries (tosca-parser, kubernetes, ansible) i
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import click
@@ -14,7 +13,15 @@ import typer
 from typer.core import TyperGroup
 
 from deployer import __version__
-from deployer.cli import clouds_cmds, daemon_cmds, edge_cmds, lifecycle_cmds, local_cmds, render_cmds, sim_cmds
+from deployer.cli import (
+    clouds_cmds,
+    daemon_cmds,
+    edge_cmds,
+    lifecycle_cmds,
+    local_cmds,
+    render_cmds,
+    sim_cmds,
+)
 from deployer.cli.context import AppContext
 from deployer.errors import DeployerError
 
@@ -42,7 +49,11 @@ app = typer.Typer(
     cls=_ErrorMappingGroup,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals can hold tokens
-    help="Render, deploy and elastically scale Kubernetes + OSCAR clusters through the Infrastructure Manager.",
+    # Plain click help and tracebacks: rich's help renderer alone costs more start-up time than all of
+    # typer (bench/cli_startup.py). Results and progress still use rich, imported when needed.
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="Render, deploy and elastically scale Kubernetes + OSCAR clusters through the IM.",
 )
 
 
@@ -68,6 +79,8 @@ def root(
 
 
 def _configure_logging(verbose: int, json_logs: bool) -> None:
+    import logging  # not at module level: --help should not pay for it
+
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler()
     if json_logs:

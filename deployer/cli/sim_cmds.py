@@ -1,9 +1,128 @@
-"""Top-level `deployer` commands for sim."""
+"""``deployer simulate``: replay a workload trace through an elasticity policy on a virtual clock.
+
+The simulator (``deployer.sim``) and matplotlib are imported inside the command so that ``deployer --help``
+stays fast.
+"""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+
+from deployer.cli.output import info, print_json, table
+
+if TYPE_CHECKING:
+    from deployer.sim.run import SimResult
+
+
+class PolicyName(str, Enum):
+    deployer = "deployer"
+    clues = "clues"
+    static_max = "static-max"
+    static_min = "static-min"
+
+
+_ROWS = (
+    ("jobs completed", lambda r: f"{r.jobs_completed}/{r.jobs}"),
+    ("node-hours", lambda r: f"{r.node_hours:.2f}"),
+    ("lower bound node-hours", lambda r: f"{r.lower_bound_node_hours:.2f}"),
+    (
+        "× lower bound",
+        lambda r: f"{r.node_hours / r.lower_bound_node_hours:.2f}" if r.lower_bound_node_hours else "-",
+    ),
+    ("cost", lambda r: f"{r.cost:.2f}"),
+    ("pending p50 (s)", lambda r: f"{r.pending_p50_s:.0f}"),
+    ("pending p95 (s)", lambda r: f"{r.pending_p95_s:.0f}"),
+    ("pending max (s)", lambda r: f"{r.pending_max_s:.0f}"),
+    ("evictions", lambda r: str(r.evictions)),
+    ("IM calls", lambda r: str(r.im_calls)),
+    ("unplaceable", lambda r: str(r.unplaceable)),
+    ("settled", lambda r: "yes" if r.settled else "no (cut at the cap)"),
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("simulate")(simulate)
+
+
+def simulate(
+    spec: Path = typer.Option(
+        ..., "--spec", help="Cluster spec YAML: its worker/edge groups and elasticity."
+    ),
+    trace: Path = typer.Option(
+        ...,
+        "--trace",
+        help="Workload: CSV submit_s,cpu,memory_mib,duration_s[,arch][,gpu][,kind] or JSON Lines.",
+    ),
+    policy: PolicyName = typer.Option(PolicyName.deployer, "--policy", help="The elasticity policy to run."),
+    compare: bool = typer.Option(
+        False, "--compare", help="Run every policy on the same trace, side by side."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG chart (needs matplotlib)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of boot times and failures: same seed, same result."),
+    boot_jitter: float = typer.Option(
+        1 / 3, "--boot-jitter", min=0, max=0.99, help="Boot time varies by +- this fraction of the group's."
+    ),
+    shutdown_seconds: float = typer.Option(
+        30.0, "--shutdown-seconds", min=0, help="Time to power a node off."
+    ),
+    boot_failure_rate: float = typer.Option(
+        0.0, "--boot-failure-rate", min=0, max=1, help="Share of power-ons that never become Ready."
+    ),
+    idle_time: float | None = typer.Option(
+        None,
+        "--idle-time",
+        min=0,
+        help="Idle seconds before power-off, for every policy (default: the spec's).",
+    ),
+    max_booting: int | None = typer.Option(
+        None, "--max-booting", min=0, help="Nodes booting at once, for every policy (default: the spec's)."
+    ),
+    strict_fifo: bool = typer.Option(False, "--strict-fifo", help="Batch-queue scheduling: no backfill."),
+    queue_period: float = typer.Option(
+        0.0, "--queue-period", min=0, help="Bind pods and end jobs only every this many seconds (0: at once)."
+    ),
+) -> None:
+    """Simulate a trace on the spec's cluster under an elasticity policy and report cost and waiting time."""
+    from deployer.core.spec import load_spec
+    from deployer.core.elasticity.model import GroupKind
+    from deployer.sim.engine import SimConfig
+    from deployer.sim.run import POLICIES, inputs_from_spec, simulate as run_policy
+    from deployer.sim.trace import load_trace
+
+    cluster = load_spec(spec)
+    groups, settings = inputs_from_spec(cluster, idle_time=idle_time, max_booting=max_booting)
+    jobs = load_trace(trace)
+    config = SimConfig(
+        seed=seed,
+        boot_jitter=boot_jitter,
+        shutdown_seconds=shutdown_seconds,
+        boot_failure_rate=boot_failure_rate,
+        strict_fifo=strict_fifo,
+        queue_period=queue_period,
+        record_timeline=plot is not None,
+    )
+    names = POLICIES if compare else (policy.value,)
+    results = [run_policy(groups, jobs, name, config, settings) for name in names]
+
+    if plot is not None:
+        from deployer.sim.plot import plot_runs
+
+        edge = [g.name for g in groups if g.kind is not GroupKind.CLOUD]
+        plot_runs(results, plot, f"{trace.name} on {spec.name}", edge_groups=edge)
+        info(f"wrote {plot}")
+    if json_output:
+        print_json([r.to_dict() for r in results] if compare else results[0].to_dict())
+        return
+    _print_table(results, f"{trace.name} ({len(jobs)} jobs) on {spec.name}, seed {seed}")
+
+
+def _print_table(results: list[SimResult], title: str) -> None:
+    columns = ["", *(r.policy for r in results)]
+    rows = [[label, *(fmt(r) for r in results)] for label, fmt in _ROWS]
+    table(columns, rows, title=title)

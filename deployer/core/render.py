@@ -95,7 +95,7 @@ def _environment() -> SandboxedEnvironment:
         loader=FileSystemLoader(str(asset_dir("tosca_templates"))),
         undefined=StrictUndefined,
         finalize=_yaml_scalar,
-        autoescape=False,  # noqa: S701 - YAML, not HTML: values are escaped by _yaml_scalar instead
+        autoescape=False,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -157,7 +157,9 @@ def render_tosca(spec: ClusterSpec, options: RenderOptions) -> str:
     }
     text = _environment().get_template("cluster.yaml.j2").render(context)
     document = yaml.safe_load(text)
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=False)
+    return yaml.safe_dump(
+        document, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=False
+    )
 
 
 def _elasticity_config(spec: ClusterSpec) -> str:
@@ -174,7 +176,7 @@ def _elasticity_config(spec: ClusterSpec) -> str:
 
 
 def redacted(spec: ClusterSpec) -> ClusterSpec:
-    """The same spec with every secret replaced by a placeholder: for rendering a copy that is safe to store."""
+    """The spec with every secret replaced by a placeholder: renders a copy that is safe to store."""
     updates: dict[str, dict[str, str]] = {}
     for section, field_name in SECRET_FIELDS:
         updates.setdefault(section, {})[field_name] = REDACTED

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from deployer.errors import SpecError, UserError
 
-NAME_PATTERN = r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$"
+NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|[KMGT])?\s*$", re.IGNORECASE)
 _UNIT_MIB = {"": 1024.0, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024}
 
@@ -29,12 +29,12 @@ def parse_size_mib(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as '8 GiB' or '512 MiB'")
     if isinstance(value, int | float):
-        return int(round(float(value) * 1024))
+        return round(float(value) * 1024)
     match = _SIZE_RE.match(str(value))
     if not match:
         raise ValueError(f"'{value}' is not a size; write e.g. '8 GiB' or '512 MiB'")
     number, unit = float(match.group(1)), (match.group(2) or "")[:1].upper()
-    return int(round(number * _UNIT_MIB[unit]))
+    return round(number * _UNIT_MIB[unit])
 
 
 SizeMiB = Annotated[int, BeforeValidator(parse_size_mib), Field(ge=0)]
@@ -58,9 +58,9 @@ class FrontEnd(_Strict):
     cpus: int = Field(2, ge=1)
     memory: SizeMiB = "4 GiB"  # type: ignore[assignment]
     disk: SizeMiB = "20 GiB"  # type: ignore[assignment]
-    image: str | None = None  # None: the cloud profile's default image
-    instance_type: str | None = None
-    public_ip: bool = True
+    image: str | None = Field(None, description="VM image URL; default: the cloud profile's image")
+    instance_type: str | None = Field(None, description="flavor name; default: picked from cpus/memory")
+    public_ip: bool = Field(True, description="ask the cloud for a public IP (never for --cloud local)")
 
 
 class Kubernetes(_Strict):
@@ -69,7 +69,7 @@ class Kubernetes(_Strict):
     ingress: bool = True
     cert_manager: bool = False
     public_dns_name: str | None = None
-    admin_token: str | None = None  # secret; generated when absent
+    admin_token: str | None = Field(None, description="secret; generated once when absent")
 
     @model_validator(mode="after")
     def _cert_manager_needs_dns(self) -> Kubernetes:
@@ -82,9 +82,9 @@ class Oscar(_Strict):
     enabled: bool = True
     minio_storage: SizeMiB = "20 GiB"  # type: ignore[assignment]
     # Secrets: generated once per cluster and persisted 0600 when absent; never printed unless asked.
-    admin_password: str | None = None
-    oscar_password: str | None = None
-    minio_password: str | None = Field(None, min_length=8)  # MinIO refuses shorter secrets
+    admin_password: str | None = Field(None, description="secret; generated once when absent")
+    oscar_password: str | None = Field(None, description="secret; generated once when absent")
+    minio_password: str | None = Field(None, min_length=8, description="secret, 8+ chars; generated")
 
 
 class Elasticity(_Strict):
@@ -111,7 +111,7 @@ class WorkerGroup(_Strict):
     """A scalable set of identical cloud VMs, placed on one cloud through the IM."""
 
     name: Name = "wn"
-    cloud: str | None = None  # None: the cluster's default cloud
+    cloud: str | None = Field(None, description="cloud profile; default: the cluster's cloud")
     cpus: int = Field(2, ge=1)
     memory: SizeMiB = "4 GiB"  # type: ignore[assignment]
     disk: SizeMiB = "20 GiB"  # type: ignore[assignment]
@@ -124,9 +124,11 @@ class WorkerGroup(_Strict):
     initial: int | None = Field(None, ge=0, description="VMs created with the cluster; default: min")
     labels: dict[str, str] = Field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
-    cost_per_hour: float = Field(0.0, ge=0)
-    priority: int = 0
-    boot_seconds: float = Field(180, gt=0)
+    cost_per_hour: float = Field(
+        0.0, ge=0, description="per VM, for the least-cost expander and the simulator"
+    )
+    priority: int = Field(0, description="higher is preferred by the priority expander")
+    boot_seconds: float = Field(180, gt=0, description="expected power-on to Ready time")
 
     @model_validator(mode="after")
     def _bounds(self) -> WorkerGroup:
@@ -143,7 +145,7 @@ class WorkerGroup(_Strict):
 
 class EdgeHost(_Strict):
     address: str = Field(min_length=1)
-    name: Name | None = None  # Kubernetes node name; default derived from the address
+    name: Name | None = Field(None, description="Kubernetes node name; default derived from the address")
     user: str = "pi"
     mac: str | None = Field(None, pattern=r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
     port: int = Field(22, ge=1, le=65535)
@@ -154,7 +156,9 @@ class EdgeGroup(_Strict):
 
     name: Name = "edge"
     arch: Arch = "arm64"
-    power: Literal["wol", "always-on"] = "wol"
+    power: Literal["wol", "always-on"] = Field(
+        "wol", description="wol: woken by Wake-on-LAN; always-on: cordon only"
+    )
     cpus: int = Field(4, ge=1)
     memory: SizeMiB = "4 GiB"  # type: ignore[assignment]
     hosts: tuple[EdgeHost, ...] = ()
@@ -178,12 +182,15 @@ class EdgeGroup(_Strict):
 
 
 class ClusterSpec(_Strict):
-    name: Name | None = None  # None: generated once and persisted by the caller
-    cloud: str = "local"
+    name: Name | None = Field(None, description="generated once (oscar-xxxxxx) and reused when absent")
+    cloud: str = Field("local", description="default cloud profile: local, or a name from `deployer clouds`")
     # How the IM gets the TOSCA type definitions: "remote" imports the published URL (any IM can fetch it),
     # "local" imports our shipped file by absolute path (an IM on this machine, offline), "auto" picks
     # local for --cloud local and remote otherwise.
-    types: Literal["auto", "remote", "local"] = "auto"
+    types: Literal["auto", "remote", "local"] = Field(
+        "auto",
+        description="how the IM gets TOSCA types: remote URL, local file, or auto (local for --cloud local)",
+    )
     front: FrontEnd = Field(default_factory=FrontEnd)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
     oscar: Oscar = Field(default_factory=Oscar)
@@ -275,7 +282,7 @@ def _spec_error(exc: ValidationError) -> SpecError:
         return SpecError(inner, str(ctx_error).split(": ", 1)[1])
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
-        message = "must be lowercase letters, digits and '-', 2-40 chars, starting with a letter"
+        message = "must be lowercase letters, digits and '-', 1-40 chars, starting with a letter"
     return SpecError(path, message)
 
 
@@ -295,8 +302,11 @@ def validate_spec(data: Any) -> ClusterSpec:
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     tokens = re.findall(r"[^.\[\]]+|\[\d+\]", path)
-    if not tokens or "".join(tokens) != path.replace(".", ""):
-        raise UserError(f"--set {path}: not a field path; write e.g. oscar.enabled=false or worker_groups[0].max=5")
+    malformed = ".." in path or path.startswith(".") or path.endswith(".")
+    if malformed or not tokens or "".join(tokens) != path.replace(".", ""):
+        raise UserError(
+            f"--set {path}: not a field path; write e.g. oscar.enabled=false or worker_groups[0].max=5"
+        )
     node: Any = data
     for index, token in enumerate(tokens):
         last = index == len(tokens) - 1
@@ -369,7 +379,7 @@ def load_spec(
     name: str | None = None,
     workers: int | None = None,
 ) -> ClusterSpec:
-    """Spec file (optional) + flags. Flags win: ``--cloud``, ``--name``, ``--workers`` (first group's initial)."""
+    """Spec file (optional) + flags. Flags win: ``--cloud``, ``--name``, ``--workers`` (first group)."""
     data = read_spec_file(path) if path is not None else {}
     data = apply_overrides(data, list(overrides or []))
     if cloud is not None:

@@ -1,4 +1,4 @@
-"""Turn "spec file + flags" into the exact TOSCA to submit: the one path used by render, create and the daemon.
+"""Turn "spec file + flags" into the exact TOSCA to submit: one path for render, create and the daemon.
 
 Resolves the things the pure core leaves open: a generated cluster name (persisted once), generated
 secrets (persisted 0600, reused, so re-rendering is byte-identical), how the IM gets the type definitions,

@@ -206,7 +206,9 @@ class CluesPolicy:
         to_power_on = self._power_on_requests(now)
         self._reconsider_jobs(now)
         to_power_off = [
-            v for v in self.views.values() if v.state is _NodeState.IDLE and v.since < now - self.settings.idle_time
+            v
+            for v in self.views.values()
+            if v.state is _NodeState.IDLE and v.since < now - self.settings.idle_time
         ]
         for view in to_power_off:
             self._set(view, _NodeState.POW_OFF, now)
@@ -253,7 +255,8 @@ class CluesPolicy:
                 continue
             if req.state is _Req.ATTENDED:
                 waiting = any(
-                    views[n].state in (_NodeState.POW_OFF, _NodeState.POW_ON, _NodeState.ON_ERR) for n in req.booked
+                    views[n].state in (_NodeState.POW_OFF, _NodeState.POW_ON, _NodeState.ON_ERR)
+                    for n in req.booked
                 )
                 if waiting or req.since > nodes_seen_at:
                     self._book(free, req)
@@ -289,7 +292,11 @@ class CluesPolicy:
                     )
                     pool_size = len(on)
                     for step, pool in enumerate(pools):
-                        if step == 1 and s.max_booting_nodes and powering_on + len(chosen) >= s.max_booting_nodes:
+                        if (
+                            step == 1
+                            and s.max_booting_nodes
+                            and powering_on + len(chosen) >= s.max_booting_nodes
+                        ):
                             return list(chosen.values())
                         pool_size += len(pool)
                         hit = next((v for v in pool if self._fits(pod, v, free)), None)

@@ -272,7 +272,10 @@ class Simulation:
 
     def _close(self) -> None:
         # A settled run ends with its last change; one cut at the cap ends there (the policy never settled).
-        self.end_time = self.now if not self.settled else max(self.last_finish, self.last_power_change)
+        last_submit = self.jobs[-1].submit_s if self.jobs else 0.0
+        self.end_time = (
+            self.now if not self.settled else max(self.last_finish, self.last_power_change, last_submit)
+        )
         for node in self.nodes.values():
             if node.is_on:
                 self.node_seconds[node.group.name] += max(0.0, self.end_time - node.on_since)
@@ -294,7 +297,8 @@ class Simulation:
         if fits is None:
             view = Pod(uid="", name="", requests=_requests(pod.job), node_selector=_selector(pod.job))
             fits = tuple(
-                label_mismatch(view, template_labels(g), g.taints) is None and shortfall(view.requests, g.shape) is None
+                label_mismatch(view, template_labels(g), g.taints) is None
+                and shortfall(view.requests, g.shape) is None
                 for g in self.groups
             )
             self._fits_group[pod.key] = fits
@@ -431,7 +435,9 @@ class Simulation:
     def nodes_of(self, group_name: str) -> list[SimNode]:
         return self.slots[group_name]
 
-    def power_on(self, group_name: str, count: int = 0, names: Iterable[str] = (), reason: str = "") -> list[str]:
+    def power_on(
+        self, group_name: str, count: int = 0, names: Iterable[str] = (), reason: str = ""
+    ) -> list[str]:
         """Power on ``count`` off nodes of the group (lowest slots first) or the named ones. One call."""
         group = self.group_by_name.get(group_name)
         if group is None:
@@ -566,4 +572,3 @@ def pod_view(pod: SimPod, node_name: str | None) -> Pod:
         owner_kind=OwnerKind.JOB if job.kind == "job" else OwnerKind.REPLICA_SET,
         created_at=job.submit_s,
     )
-

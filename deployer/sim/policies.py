@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from deployer.core.elasticity.lifecycle import record_draining, record_failed, record_powering_off, record_powering_on
+from deployer.core.elasticity.lifecycle import (
+    record_draining,
+    record_failed,
+    record_powering_off,
+    record_powering_on,
+)
 from deployer.core.elasticity.model import (
     ElasticitySettings,
     ElasticityState,

@@ -81,11 +81,15 @@ def _csv_records(path: Path, lines: Iterable[str]) -> Iterator[tuple[str, Mappin
     reader = csv.reader(lines)
     header = next(reader, None)
     if header is None:
-        raise UserError(f"{path}:1: empty trace; expected a header {','.join(REQUIRED_FIELDS)}[,arch][,gpu][,kind]")
+        raise UserError(
+            f"{path}:1: empty trace; expected a header {','.join(REQUIRED_FIELDS)}[,arch][,gpu][,kind]"
+        )
     header = [name.strip() for name in header]
     missing = [name for name in REQUIRED_FIELDS if name not in header]
     if missing:
-        raise UserError(f"{path}:1: header lacks field '{missing[0]}'; expected {','.join(REQUIRED_FIELDS)}...")
+        raise UserError(
+            f"{path}:1: header lacks field '{missing[0]}'; expected {','.join(REQUIRED_FIELDS)}..."
+        )
     for row in reader:
         where = f"{path}:{reader.line_num}"
         if not row or all(not cell.strip() for cell in row):
@@ -105,7 +109,9 @@ def _jsonl_records(path: Path, lines: Iterable[str]) -> Iterator[tuple[str, Mapp
         except json.JSONDecodeError as exc:
             raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
-            raise UserError(f"{where}: each line must be a JSON object with submit_s, cpu, memory_mib, duration_s")
+            raise UserError(
+                f"{where}: each line must be a JSON object with submit_s, cpu, memory_mib, duration_s"
+            )
         yield where, record
 
 

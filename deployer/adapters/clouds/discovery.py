@@ -17,10 +17,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlparse
 
+from deployer.adapters.im.auth import AuthEntry
 from deployer.adapters.im.client import IMClient
 from deployer.core.placement import Flavor
 from deployer.errors import AuthError, DeployerError, RemoteError
+from deployer.paths import Paths
 
 log = logging.getLogger("deployer.clouds.discovery")
 
@@ -206,3 +209,93 @@ def check_openstack(report: CheckReport, conn: Any, host: str | None) -> None:
         report.images = openstack_images(conn, host)
     except DeployerError as err:
         errors.append(f"OpenStack: {err}")
+
+
+def _local_im_url(paths: Paths) -> str | None:
+    from deployer.adapters.im.local_server import LocalIM
+
+    info = LocalIM(paths.local_im_dir).status()
+    return info.url if info is not None else None
+
+
+def check_cloud(
+    paths: Paths,
+    name: str,
+    *,
+    token: str | None = None,
+    im_url: str | None = None,
+    im_entry: AuthEntry | None = None,
+    verify: bool = True,
+    env: Mapping[str, str] | None = None,
+    now: float | None = None,
+) -> CheckReport:
+    """Reachability and credentials of one cloud profile, and what it offers. Never raises for remote
+    problems: each becomes a line in ``report.errors`` so that one failing service does not hide the others.
+    """
+    import os
+    import secrets
+    import time
+
+    from deployer.adapters.clouds import profiles as profiles_mod
+    from deployer.adapters.clouds.tokens import TokenProvider, token_expiry
+
+    env = dict(os.environ) if env is None else dict(env)
+    now = time.time() if now is None else now
+    profile = profiles_mod.get_profile(paths, name)
+    report = CheckReport(cloud=name, kind=profile.kind, auth_id=profile.auth_id, errors=[])
+    errors = report.errors or []
+    report.errors = errors
+
+    access_token: str | None = None
+    if token or profiles_mod.has_token_source(profile):
+        try:
+            provider = TokenProvider(profiles_mod.token_spec(profile, env, token))
+            access_token = provider.current()
+            report.token_source = provider.spec.describe()
+            expiry = token_expiry(access_token)
+            report.token_expires_in = None if expiry is None else round(expiry - now)
+        except DeployerError as err:
+            errors.append(f"token: {err}")
+
+    try:
+        if profile.kind == "openstack":
+            config = profiles_mod.openstack_config(profile, env)
+            host = urlparse(str((config.get("auth") or {}).get("auth_url", ""))).hostname
+            check_openstack(report, connection_for(config, verify), host)
+        elif profile.kind == "egi" and profile.get("keystone_url") and access_token:
+            auth = {
+                "auth_url": profile.get("keystone_url"),
+                "identity_provider": "egi.eu",
+                "protocol": "openid",
+                "access_token": access_token,
+            }
+            if profile.get("project_id"):
+                auth["project_id"] = profile.get("project_id")
+            conn = openstack_connection("v3oidcaccesstoken", auth, verify=verify)
+            check_openstack(report, conn, urlparse(profile.get("keystone_url") or "").hostname)
+    except DeployerError as err:
+        errors.append(f"OpenStack: {err}")
+
+    if profile.kind == "local" and im_entry is None:
+        # Reading a Dummy cloud's images and quotas touches no infrastructure: any IM user will do.
+        im_entry = AuthEntry(
+            "InfrastructureManager", None, {"username": "deployer-check", "password": secrets.token_hex(8)}
+        )
+    url = (
+        im_url
+        or profiles_mod.im_url_for(profile)
+        or (_local_im_url(paths) if profile.kind == "local" else None)
+    )
+    if url is None:
+        errors.append("IM: the embedded local IM is not running; start it with 'deployer local start'")
+        return report
+    report.im_url = url
+    try:
+        auth = profiles_mod.build_cloud_auth(
+            paths, [name], token=token or access_token, im_url=url, im_entry=im_entry, env=env
+        )
+        with IMClient(url, auth.entries(), verify=verify, timeout=(5.0, 30.0), retries=2) as client:
+            check_im(report, client)
+    except DeployerError as err:
+        errors.append(f"IM: {err}")
+    return report

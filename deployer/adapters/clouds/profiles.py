@@ -211,11 +211,22 @@ def token_spec(profile: CloudProfile, env: Mapping[str, str], token: str | None 
     )
 
 
-def _has_token_source(profile: CloudProfile) -> bool:
+def has_token_source(profile: CloudProfile) -> bool:
+    """Whether the profile uses an access token: egi always does, other kinds when one is configured."""
     return profile.kind == "egi" or any(
         profile.get(k)
         for k in ("token", "token_env", "token_file", "oidc_agent_account", "refresh_token_env")
     )
+
+
+def _entry(profile: CloudProfile, kind: str, ident: str | None, fields: dict[str, str]) -> AuthEntry:
+    """An auth entry whose line the IM can read back; otherwise a UserError naming the profile."""
+    try:
+        entry = AuthEntry(kind, ident, fields)
+        entry.line()  # encoding checks: values the IM's parser cannot represent fail here
+    except ValueError as err:
+        raise UserError(f"cloud profile '{profile.name}': {err}") from None
+    return entry
 
 
 def egi_entry(profile: CloudProfile, token: str) -> AuthEntry:
@@ -231,9 +242,10 @@ def egi_entry(profile: CloudProfile, token: str) -> AuthEntry:
         }
         if profile.get("project_id"):
             fields["domain"] = profile.get("project_id") or ""
-        return AuthEntry("OpenStack", profile.auth_id, fields)
+        return _entry(profile, "OpenStack", profile.auth_id, fields)
     # The IM resolves the site's Keystone URL and the VO's project through the EGI information system.
-    return AuthEntry(
+    return _entry(
+        profile,
         "EGI",
         profile.auth_id,
         {"host": profile.get("site") or "", "vo": profile.get("vo") or "", "token": token},
@@ -309,7 +321,7 @@ def openstack_entry(profile: CloudProfile, config: Mapping[str, Any], token: Cal
         )
     if config.get("region_name"):
         fields["service_region"] = str(config["region_name"])
-    return AuthEntry("OpenStack", profile.auth_id, fields)
+    return _entry(profile, "OpenStack", profile.auth_id, fields)
 
 
 def aws_credentials(profile: CloudProfile, env: Mapping[str, str]) -> dict[str, str]:
@@ -360,7 +372,7 @@ def aws_entry(profile: CloudProfile, creds: Mapping[str, str]) -> AuthEntry:
     fields = {"username": creds["key"], "password": creds["secret"]}
     if creds.get("token"):
         fields["token"] = creds["token"]
-    return AuthEntry("EC2", profile.auth_id, fields)
+    return _entry(profile, "EC2", profile.auth_id, fields)
 
 
 def image_url(
@@ -420,7 +432,7 @@ def im_password_entry(profile: CloudProfile, env: Mapping[str, str]) -> AuthEntr
     if not password:
         hint = f"export {var}" if var else "set im_password_env"
         raise UserError(f"cloud profile '{profile.name}': im_username needs a password; {hint}")
-    return AuthEntry("InfrastructureManager", None, {"username": user, "password": password})
+    return _entry(profile, "InfrastructureManager", None, {"username": user, "password": password})
 
 
 @dataclass
@@ -535,9 +547,9 @@ def _im_line_builder(
             register_secret(entry.fields["password"])
             return lambda: entry
     for profile in profiles:
-        if _has_token_source(profile):
+        if has_token_source(profile):
             tokens = provider(profile)
-            return lambda: AuthEntry("InfrastructureManager", None, {"token": tokens.current()})
+            return lambda: _entry(profile, "InfrastructureManager", None, {"token": tokens.current()})
     if all(p.kind == "local" for p in profiles):
         raise UserError("local clouds need the embedded IM's credentials; the caller passes im_entry")
     raise UserError(

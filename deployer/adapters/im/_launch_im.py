@@ -43,7 +43,9 @@ def install_network_guard() -> None:
 
     def check(sock: socket.socket, address: Any) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
-            raise OSError(errno.ENETUNREACH, f"local IM: outbound connection to {address[0]} blocked by deployer")
+            raise OSError(
+                errno.ENETUNREACH, f"local IM: outbound connection to {address[0]} blocked by deployer"
+            )
 
     def guarded_connect(self: socket.socket, address: Any) -> None:
         check(self, address)
@@ -88,7 +90,9 @@ def simulate_public_ips() -> None:
                 network = vm.info.get_network_by_id(net_id) if net_id else None
                 if network is not None and network.isPublic():
                     # The IM's own VM numbers are unique; the cloud ids of Dummy VMs are not.
-                    system.setValue(f"net_interface.{index}.ip", f"{SIMULATED_PUBLIC_NET}{vm.im_id % 250 + 1}")
+                    system.setValue(
+                        f"net_interface.{index}.ip", f"{SIMULATED_PUBLIC_NET}{vm.im_id % 250 + 1}"
+                    )
         return results
 
     DummyCloudConnector.launch = launch

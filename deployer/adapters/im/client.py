@@ -41,6 +41,10 @@ _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 _FIND_AFTER_AMBIGUOUS_S = 6.0
 
 
+class CreateOutcomeUnknown(TransientError):
+    """A create request may or may not have produced an infrastructure, and the IM cannot be asked."""
+
+
 @dataclass(frozen=True)
 class InfraState:
     """``GET /infrastructures/<id>/state``: the overall state and one state per VM id."""
@@ -107,8 +111,8 @@ class IMClient:
             response = self._session.request(method, self.url + path, verify=self._verify, **kwargs)
         except requests.exceptions.SSLError as err:
             raise RemoteError(
-                f"TLS verification of {self.url} failed ({err.__class__.__name__}); fix the certificate or pass "
-                "--insecure if you trust the network"
+                f"TLS verification of {self.url} failed ({err.__class__.__name__}); fix the certificate "
+                "or pass --insecure if you trust the network"
             ) from None
         except (requests.ConnectionError, requests.Timeout) as err:
             raise TransientError(
@@ -175,7 +179,7 @@ class IMClient:
     # ---- reads -----------------------------------------------------------------------------
 
     def version(self) -> str:
-        return self._request("GET", "/version", what="read the IM version").text.strip()
+        return self._text_property("/version", "version", "read the IM version").strip()
 
     def list_ids(self) -> list[str]:
         """Ids of every infrastructure this user owns on the IM."""
@@ -235,8 +239,9 @@ class IMClient:
         """Submit a TOSCA template asynchronously; returns the new infrastructure id.
 
         On an ambiguous failure the IM may or may not have created it: look for ``deployment_tag``
-        among the user's infrastructures (ignoring ``skip_ids``, known to be someone else's) first,
-        and submit again only when it is certainly absent.
+        among the user's infrastructures (ignoring ``skip_ids``, known to be other deployments) and
+        submit once more only when the IM confirms it is absent. ``CreateOutcomeUnknown`` when the IM
+        cannot even be asked.
         """
         what = "create the infrastructure"
         for attempt in (1, 2):
@@ -252,17 +257,17 @@ class IMClient:
                 )
             except TransientError as err:
                 if err.status is not None and err.status not in (502, 504):
-                    raise  # the IM answered: a definite failure, nothing was created
+                    raise  # the IM itself answered with an error: nothing was created
                 log.warning("%s; looking for the infrastructure by its deployment tag", err)
-                found = self.wait_for_tag(deployment_tag, skip_ids=skip_ids, within=_FIND_AFTER_AMBIGUOUS_S)
+                found = self._locate_after_ambiguity(deployment_tag, skip_ids, err)
                 if found is not None:
                     return found
                 if attempt == 2:
                     raise TransientError(
-                        f"{err}; no infrastructure carries tag {deployment_tag}, so nothing was created. "
-                        "Run the command again when the IM is reachable"
+                        f"{err}; the IM has no infrastructure with tag {deployment_tag}, so nothing was "
+                        "created. Run the command again when the IM is healthy"
                     ) from None
-                log.warning("no infrastructure carries tag %s: submitting once more", deployment_tag)
+                log.warning("the IM has no infrastructure with tag %s: submitting once more", deployment_tag)
                 continue
             return self._created_id(response, what)
         raise AssertionError("unreachable")
@@ -273,17 +278,31 @@ class IMClient:
             return header_id
         return infrastructure_id_from_uri(self._json(response, what)["uri"])
 
-    def wait_for_tag(self, deployment_tag: str, *, skip_ids: Iterable[str] = (), within: float) -> str | None:
-        """Poll ``find_by_tag`` for up to ``within`` seconds."""
-        deadline = time.monotonic() + within
+    def _locate_after_ambiguity(
+        self, deployment_tag: str, skip_ids: Iterable[str], cause: TransientError
+    ) -> str | None:
+        """Look for the tag for a few seconds (the IM may still be registering it).
+
+        None only when the IM answered and has no such infrastructure.
+        """
+        deadline = time.monotonic() + _FIND_AFTER_AMBIGUOUS_S
+        answered = False
+        last_error: TransientError = cause
         while True:
             try:
                 found = self.find_by_tag(deployment_tag, skip_ids=skip_ids)
-            except TransientError:
-                found = None
+                answered = True
+            except TransientError as err:
+                found, last_error = None, err
             if found is not None or time.monotonic() >= deadline:
-                return found
+                break
             self._sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        if found is None and not answered:
+            raise CreateOutcomeUnknown(
+                f"{last_error}; cannot tell whether the IM created the infrastructure (deployment tag "
+                f"{deployment_tag})"
+            )
+        return found
 
     def find_by_tag(self, deployment_tag: str, *, skip_ids: Iterable[str] = ()) -> str | None:
         """The id of the user's infrastructure whose template carries ``deployment_tag``, if any."""

@@ -113,7 +113,9 @@ class LocalIM:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        info = LocalIMInfo(pid=process.pid, port=chosen, url=f"http://{HOST}:{chosen}", started_at=time.time())
+        info = LocalIMInfo(
+            pid=process.pid, port=chosen, url=f"http://{HOST}:{chosen}", started_at=time.time()
+        )
         self._write_state(info)
         try:
             self._wait_answering(info, process, wait)
@@ -132,7 +134,9 @@ class LocalIM:
         self.state_file.unlink(missing_ok=True)
         return True
 
-    def _wait_answering(self, info: LocalIMInfo, process: subprocess.Popen[bytes] | None, wait: float) -> None:
+    def _wait_answering(
+        self, info: LocalIMInfo, process: subprocess.Popen[bytes] | None, wait: float
+    ) -> None:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
@@ -143,7 +147,9 @@ class LocalIM:
             if self.answering(info, timeout=1.0):
                 return
             time.sleep(0.2)
-        raise TimeoutExpired(f"the local IM did not answer on {info.url} within {wait:.0f}s; see {self.log_file}")
+        raise TimeoutExpired(
+            f"the local IM did not answer on {info.url} within {wait:.0f}s; see {self.log_file}"
+        )
 
     def _console_tail(self, lines: int = 3) -> str:
         try:
@@ -175,7 +181,10 @@ class LocalIM:
         try:
             data = json.loads(self.state_file.read_text())
             return LocalIMInfo(
-                pid=int(data["pid"]), port=int(data["port"]), url=str(data["url"]), started_at=data["started_at"]
+                pid=int(data["pid"]),
+                port=int(data["port"]),
+                url=str(data["url"]),
+                started_at=data["started_at"],
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shlex
 import socket
 import subprocess
 from collections.abc import Collection, Mapping, Sequence
@@ -121,7 +120,8 @@ class EdgePowerManager:
             argv += ["-o", f"UserKnownHostsFile={board.known_hosts}"]
         if board.ssh_key:
             argv += ["-i", board.ssh_key, "-o", "IdentitiesOnly=yes"]
-        argv += [f"{board.ssh_user}@{board.address}", *shlex.split(board.shutdown_command)]
+        # One argument: ssh hands it to the board's shell as written.
+        argv += [f"{board.ssh_user}@{board.address}", board.shutdown_command]
         try:
             done = subprocess.run(
                 argv, capture_output=True, text=True, timeout=self._ssh_timeout, check=False

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -70,12 +70,22 @@ def set_scalable_counts(
 
 
 class IMPowerManager:
-    """``PowerManager`` for cloud groups of one IM infrastructure."""
+    """``PowerManager`` for cloud groups of one IM infrastructure.
+
+    ``client`` is an ``IMClient`` or a callable returning one per operation: a daemon with short-lived
+    credentials (OIDC tokens) passes a factory that rebuilds the client when its auth entries change.
+    """
 
     def __init__(
-        self, client: IMClient, infrastructure_id: str, *, hostname_pattern: str = WORKER_HOSTNAME
+        self,
+        client: IMClient | Callable[[], IMClient],
+        infrastructure_id: str,
+        *,
+        hostname_pattern: str = WORKER_HOSTNAME,
     ) -> None:
-        self._client = client
+        self._client_for: Callable[[], IMClient] = (
+            (lambda: client) if isinstance(client, IMClient) else client
+        )
         self._inf_id = infrastructure_id
         self._pattern = hostname_pattern
         # IM VM id -> (system name, hostname). A VM never changes system: entries stay valid while it lives.
@@ -84,16 +94,18 @@ class IMPowerManager:
     def power_on(self, group: NodeGroup, count: int, *, busy: Collection[str] = ()) -> list[PoweredOn]:
         if count <= 0:
             return []
-        counts = self._counts()
+        client = self._client_for()
+        counts = self._counts(client)
         system = node_id(group.name)
         counts[system] = counts.get(system, 0) + count
-        tosca = set_scalable_counts(self._client.tosca(self._inf_id), counts, target=system)
-        new_ids = self._client.update(self._inf_id, tosca)
+        tosca = set_scalable_counts(client.tosca(self._inf_id), counts, target=system)
+        new_ids = client.update(self._inf_id, tosca)
         log.info("IM added %d VM(s) to group %s: %s", len(new_ids), group.name, ", ".join(new_ids))
         return [PoweredOn(node_name_for(group.name, vm_id, self._pattern), vm_id) for vm_id in new_ids]
 
     def power_off(self, group: NodeGroup, nodes: Sequence[str]) -> None:
-        existing = {powered.name: powered.vm_id for powered in self.nodes(group)}
+        client = self._client_for()
+        existing = {powered.name: powered.vm_id for powered in self._group_nodes(client, group)}
         doomed = [existing[name] for name in nodes if existing.get(name) is not None]
         gone = [name for name in nodes if name not in existing]
         if gone:
@@ -102,41 +114,44 @@ class IMPowerManager:
             )
         if not doomed:
             return
-        counts = self._counts()
+        counts = self._counts(client)
         system = node_id(group.name)
         counts[system] = counts.get(system, 0) - len(doomed)
         ids = [vm_id for vm_id in doomed if vm_id is not None]
         tosca = set_scalable_counts(
-            self._client.tosca(self._inf_id), counts, target=system, removal_lists={system: ids}
+            client.tosca(self._inf_id), counts, target=system, removal_lists={system: ids}
         )
-        self._client.update(self._inf_id, tosca)
+        client.update(self._inf_id, tosca)
         for vm_id in ids:
             self._vm_cache.pop(vm_id, None)
         log.info("IM removed VM(s) %s of group %s", ", ".join(ids), group.name)
 
     def nodes(self, group: NodeGroup) -> list[PoweredOn]:
+        return self._group_nodes(self._client_for(), group)
+
+    def _group_nodes(self, client: IMClient, group: NodeGroup) -> list[PoweredOn]:
         system = node_id(group.name)
         found = []
-        for vm_id, (vm_system, hostname) in self._vms().items():
+        for vm_id, (vm_system, hostname) in self._vms(client).items():
             if vm_system == system:
                 found.append(PoweredOn(hostname or node_name_for(group.name, vm_id, self._pattern), vm_id))
         return sorted(found, key=lambda p: int(p.vm_id or 0))
 
-    def _vms(self) -> dict[str, tuple[str, str | None]]:
+    def _vms(self, client: IMClient) -> dict[str, tuple[str, str | None]]:
         """Every live VM of the infrastructure with its system (TOSCA node) name; cached per VM id."""
-        live = self._client.vm_ids(self._inf_id)
+        live = client.vm_ids(self._inf_id)
         for vm_id in list(self._vm_cache):
             if vm_id not in live:
                 del self._vm_cache[vm_id]
         for vm_id in live:
             if vm_id not in self._vm_cache:
-                info = self._client.vm_info(self._inf_id, vm_id)
+                info = client.vm_info(self._inf_id, vm_id)
                 self._vm_cache[vm_id] = (str(info.get("id", "")), _hostname(info))
         return {vm_id: self._vm_cache[vm_id] for vm_id in live}
 
-    def _counts(self) -> dict[str, int]:
+    def _counts(self, client: IMClient) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for system, _ in self._vms().values():
+        for system, _ in self._vms(client).values():
             counts[system] = counts.get(system, 0) + 1
         return counts
 

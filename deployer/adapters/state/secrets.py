@@ -73,6 +73,8 @@ class SecretStore:
         if self._names.exists():
             names = yaml.safe_load(self._names.read_text(encoding="utf-8")) or {}
         if source not in names:
-            names[source] = "oscar-" + "".join(_random.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(6))
+            names[source] = "oscar-" + "".join(
+                _random.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(6)
+            )
             write_private(self._names, yaml.safe_dump(names))
         return names[source]

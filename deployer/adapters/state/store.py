@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     spec_hash TEXT NOT NULL,
     tosca_redacted TEXT NOT NULL,
     status TEXT NOT NULL,
+    auth_file TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )
@@ -51,11 +52,14 @@ class DeploymentRecord:
     spec_hash: str
     tosca_redacted: str
     status: str
+    # Where the credentials came from when the user passed --auth-file (a path, never the content).
+    auth_file: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
 
 
 _COLUMNS = tuple(f.name for f in fields(DeploymentRecord))
+_INSERT = f"INSERT INTO deployments ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"  # noqa: S608
 _MUTABLE = frozenset({"im_url", "infrastructure_id", "spec_hash", "tosca_redacted", "status"})
 
 
@@ -96,10 +100,7 @@ class DeploymentStore:
         )
         try:
             with self._write() as conn:
-                conn.execute(
-                    f"INSERT INTO deployments ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",  # noqa: S608
-                    tuple(getattr(row, col) for col in _COLUMNS),
-                )
+                conn.execute(_INSERT, tuple(getattr(row, col) for col in _COLUMNS))
         except sqlite3.IntegrityError:
             raise UserError(
                 f"a deployment named {record.name!r} already exists; pick another --name or destroy it first"

@@ -6,6 +6,7 @@ transitions let an actuator (daemon or simulator) write what it did; ``groups_fr
 """
 
 from deployer.core.elasticity.expanders import EXPANDERS
+from deployer.core.elasticity.from_spec import groups_from_spec, settings_from_spec
 from deployer.core.elasticity.lifecycle import (
     record_draining,
     record_failed,
@@ -61,10 +62,12 @@ __all__ = [
     "Taint",
     "Toleration",
     "Unplaceable",
+    "groups_from_spec",
     "plan",
     "record_draining",
     "record_failed",
     "record_group_error",
     "record_powering_off",
     "record_powering_on",
+    "settings_from_spec",
 ]

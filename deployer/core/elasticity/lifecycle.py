@@ -41,6 +41,7 @@ class GroupView:
     unavailable: list[str] = field(default_factory=list)  # present but unusable (NotReady, cordoned)
     wakeable: list[str] = field(default_factory=list)  # edge boards that are off and may be powered on
     blocked: dict[str, str] = field(default_factory=dict)  # edge boards that may not be powered on: why
+    resume: dict[str, str] = field(default_factory=dict)  # leaving nodes whose removal must be re-sent: why
     backoff_until: float = 0.0
 
     @property
@@ -144,6 +145,11 @@ def _step(
             _add_wakeable(view, name, None, settings, now)
             return _off(name, group.name, record, now), None
         view.leaving.append(name)
+        assert record is not None
+        if phase is NodePhase.DRAINING:
+            view.resume[name] = "resuming its drain"
+        elif now - record.since >= settings.power_off_timeout:
+            view.resume[name] = f"still there {now - record.since:.0f}s after power-off; retrying"
         return record, None
 
     if phase is NodePhase.FAILED:

@@ -202,6 +202,8 @@ class ElasticitySettings:
     scale_up_cooldown: float = 0.0
     scale_down_cooldown: float = 60.0
     provision_timeout: float = 900.0
+    # A node still present this long after its power-off was sent gets the power-off again.
+    power_off_timeout: float = 300.0
     max_power_on_attempts: int = 3
     failure_backoff: float = 300.0
     min_spare_nodes: int = 0

@@ -53,8 +53,10 @@ def plan(
         On an outright error: ``record_group_error``, and the next round falls back to other groups.
       * ``ScaleDown(group, nodes)``: cordon and drain each node (eviction API), ``record_draining``; once
         drained, power off (IM removal of the group's VMs in one call, SSH shutdown, or just the cordon for
-        always-on boards) and ``record_powering_off``. A drain that cannot finish (a budget) stays DRAINING.
-        The observed state later drops the record of a vanished cloud node and marks a dark board OFF.
+        always-on boards) and ``record_powering_off``. A node left DRAINING (drain unfinished) is sent again
+        in the next round's ScaleDown, and so is one still present ``power_off_timeout`` after its
+        power-off; the actuator decides to give a blocked drain up (uncordon, record USED). The observed
+        state later drops the record of a vanished cloud node and marks a dark board OFF.
       * ``MarkFailed(node)``: the boot timed out; remove the VM (cloud) and ``record_failed``. The group
         then backs off for ``failure_backoff`` and other groups take its pods; a board is retried at most
         ``max_power_on_attempts`` times.

@@ -108,6 +108,10 @@ def scale_down(
         targets.pop(name, None)
         chosen.setdefault(group, []).append(name)
         reasons.setdefault(group, []).append(reason)
+    for group, view in views.items():
+        for name, why in view.resume.items():
+            chosen.setdefault(group, []).append(name)
+            reasons.setdefault(group, []).append(f"{name}: {why}")
     downs = tuple(
         ScaleDown(group, tuple(sorted(nodes)), "; ".join(reasons[group]))
         for group, nodes in sorted(chosen.items())

@@ -244,7 +244,8 @@ def _blocked(view: GroupView, state: ElasticityState, settings: ElasticitySettin
 def _no_room_reason(view: GroupView, planned: int, limits: _Limits, settings: ElasticitySettings) -> str:
     name = view.group.name
     if _group_room(view) - planned <= 0:
-        if view.group.kind is not GroupKind.CLOUD and not view.wakeable and view.size < view.max_size:
+        edge = view.group.kind is not GroupKind.CLOUD
+        if edge and len(view.wakeable) <= planned and view.size + planned < view.max_size:
             return f"group {name} has no board to wake" + (
                 f" ({', '.join(view.blocked.values())})" if view.blocked else ""
             )

@@ -23,7 +23,9 @@ from deployer.core.elasticity.model import (
 
 ARCH_LABEL = "kubernetes.io/arch"
 OS_LABEL = "kubernetes.io/os"
-GROUP_LABEL = "deployer.grycap.upv.es/group"  # set on template nodes so pods may target one group
+GROUP_LABEL = (
+    "deployer.io/group"  # on every node of a group (the kube adapter reads it), so pods may target one
+)
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 
