@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
@@ -67,7 +68,8 @@ class CallbackModule(CallbackBase):
         self._play = ""
 
     def _emit(self, event: str, **fields: Any) -> None:
-        sys.stdout.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+        record = {"event": event, "ts": round(time.time(), 3), **fields}
+        sys.stdout.write(json.dumps(record, default=str) + "\n")
         sys.stdout.flush()
 
     def v2_playbook_on_play_start(self, play: Any) -> None:

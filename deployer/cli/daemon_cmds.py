@@ -1,7 +1,248 @@
-"""`deployer daemon ...` commands."""
+"""`deployer daemon ...`: run the elasticity daemon (loop, ``--once``, ``--dry-run``), explain its current
+plan, and show how to run it from cron, a systemd timer or Kubernetes. Heavy imports stay in the commands."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
 
+from deployer.cli import output
+from deployer.cli.context import app_context
+
+if TYPE_CHECKING:
+    from deployer.daemon.runner import DaemonSources
+
 app = typer.Typer(no_args_is_help=True)
+
+_SPEC = typer.Option(
+    None, "--spec", help="Cluster spec file (default: the settings the deployment was made with)."
+)
+_IM_URL = typer.Option(None, "--im-url", help="IM endpoint (default: the deployment's).")
+_AUTH = typer.Option(None, "--auth-file", help="IM auth file (default: the deployment's credentials).")
+_INFRA = typer.Option(None, "--infra-id", help="IM infrastructure id (default: the deployment's).")
+_KUBECONFIG = typer.Option(None, "--kubeconfig", help="Kubeconfig (default: in-cluster, then $KUBECONFIG).")
+_CONTEXT = typer.Option(None, "--context", help="Kubeconfig context.")
+_INSECURE = typer.Option(False, "--insecure", help="Do not verify the IM's TLS certificate.")
+_SSH_KEY = typer.Option(None, "--ssh-key", help="Private key for shutting edge boards down over SSH.")
+_CONFIG = typer.Option(
+    None, "--config", help="Daemon config file (cluster, credentials_file, settings); flags override it."
+)
+
+
+def _sources(
+    cluster: str | None,
+    config: Path | None,
+    spec: Path | None,
+    im_url: str | None,
+    auth_file: Path | None,
+    infra_id: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    insecure: bool,
+    ssh_key: str | None = None,
+    drain_timeout: float = 120.0,
+) -> DaemonSources:
+    """Flags first, then the ``--config`` file."""
+    from deployer.daemon.config import read_daemon_file
+    from deployer.daemon.runner import DaemonSources
+    from deployer.errors import UserError
+
+    file = read_daemon_file(config) if config is not None else None
+    name = cluster or (file.cluster if file is not None else None)
+    if not name:
+        raise UserError("name the cluster: --cluster NAME (or 'cluster:' in the --config file)")
+    return DaemonSources(
+        cluster=name,
+        spec_file=spec,
+        spec_config=file.spec if file is not None and spec is None else None,
+        im_url=im_url or (file.im_url if file is not None else None),
+        auth_file=auth_file or (file.auth_file if file is not None else None),
+        infra_id=infra_id or (file.infra_id if file is not None else None),
+        insecure=insecure or (file.insecure if file is not None else False),
+        kubeconfig=kubeconfig or (file.kubeconfig if file is not None else None),
+        kube_context=context,
+        ssh_key=ssh_key or (file.ssh_key if file is not None else None),
+        drain_timeout=drain_timeout,
+    )
+
+
+def _emit(report: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        output.print_json(report)
+    else:
+        _print_report(report)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    if not report["synced"]:
+        output.warn("the Kubernetes watch had not synced: no decision")
+    actions = [
+        ["scale-up", u["group"], str(u["count"]), ", ".join(u["nodes"]), u["reason"]]
+        for u in report["scale_ups"]
+    ]
+    actions += [
+        ["scale-down", d["group"], str(len(d["nodes"])), ", ".join(d["nodes"]), d["reason"]]
+        for d in report["scale_downs"]
+    ]
+    actions += [["mark-failed", f["group"] or "", "1", f["node"], f["reason"]] for f in report["failures"]]
+    if actions:
+        output.table(["action", "group", "count", "nodes", "reason"], actions, title="Plan")
+    else:
+        output.info("plan: nothing to do")
+    if report["pending"]:
+        output.table(
+            ["pod", "why it waits"],
+            [[p["pod"], p["reason"]] for p in report["pending"]],
+            title="Pending pods",
+        )
+    if report["nodes"]:
+        rows = [[n["name"], n["group"], n["phase"], n["vm_id"] or ""] for n in report["nodes"]]
+        output.table(["node", "group", "phase", "vm"], rows, title="Managed nodes")
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    cluster: str | None = typer.Option(None, "--cluster", help="Deployment (cluster) name."),
+    config: Path | None = _CONFIG,
+    kubeconfig: Path | None = _KUBECONFIG,
+    context: str | None = _CONTEXT,
+    once: bool = typer.Option(
+        False, "--once", help="One reconcile round, then exit (cron, timers, CronJobs)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan of one round; change nothing."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
+    metrics_address: str = typer.Option(
+        "0.0.0.0",  # noqa: S104 - Prometheus scrapes from other hosts; the port itself is opt-in
+        "--metrics-address",
+        help="Address the metrics listen on.",
+    ),
+    leader_elect: bool | None = typer.Option(
+        None, "--leader-elect/--no-leader-elect", help="Lease-based leader election (default: on in-cluster)."
+    ),
+    lease_namespace: str = typer.Option("kube-system", "--lease-namespace", help="Namespace of the Lease."),
+    drain_timeout: float = typer.Option(120.0, "--drain-timeout", help="Seconds to wait for evicted pods."),
+    json_out: bool = typer.Option(False, "--json", help="With --dry-run/--once: the plan as JSON."),
+    spec: Path | None = _SPEC,
+    im_url: str | None = _IM_URL,
+    auth_file: Path | None = _AUTH,
+    infra_id: str | None = _INFRA,
+    insecure: bool = _INSECURE,
+    ssh_key: str | None = _SSH_KEY,
+) -> None:
+    """Run the elasticity daemon for a cluster: power workers on for pending pods and off when idle."""
+    from deployer.daemon.lock import LockHeld, run_lock
+    from deployer.daemon.report import plan_report
+    from deployer.daemon.runner import lock_path, open_daemon, serve
+    from deployer.errors import RemoteError
+
+    paths = app_context(ctx).paths
+    sources = _sources(
+        cluster,
+        config,
+        spec,
+        im_url,
+        auth_file,
+        infra_id,
+        kubeconfig,
+        context,
+        insecure,
+        ssh_key,
+        drain_timeout,
+    )
+    if dry_run:
+        with open_daemon(paths, sources) as (reconciler, _kube, _resolved):
+            outcome = reconciler.run_once(time.time(), dry_run=True)
+        report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
+        _emit(report, json_out)
+        return
+    try:
+        with (
+            run_lock(lock_path(paths, sources.cluster)),
+            open_daemon(paths, sources) as (reconciler, kube, resolved),
+        ):
+            if once:
+                outcome = reconciler.run_once(time.time())
+                report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
+                _emit(report, json_out)
+                if outcome.errors:
+                    first = outcome.errors[0]
+                    raise first if isinstance(first, RemoteError) else RemoteError(str(first))
+                return
+            stop = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and sources.kubeconfig is None
+            elect = in_cluster if leader_elect is None else leader_elect
+            output.info(f"daemon for {sources.cluster} running; SIGTERM or Ctrl-C stops it")
+            stats = serve(
+                reconciler,
+                kube,
+                resolved,
+                stop,
+                metrics_port=metrics_port,
+                metrics_host=metrics_address,
+                leader_namespace=lease_namespace if elect else None,
+            )
+            output.info(f"stopped after {stats.rounds} round(s), {stats.failures} failed")
+    except LockHeld as err:
+        output.warn(str(err))  # an overlapping cron run: not a failure
+
+
+@app.command("explain")
+def explain(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Deployment (cluster) name."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    kubeconfig: Path | None = _KUBECONFIG,
+    context: str | None = _CONTEXT,
+    config: Path | None = _CONFIG,
+    spec: Path | None = _SPEC,
+    im_url: str | None = _IM_URL,
+    auth_file: Path | None = _AUTH,
+    infra_id: str | None = _INFRA,
+    insecure: bool = _INSECURE,
+) -> None:
+    """The plan the daemon would carry out now, and why each pending pod is waiting."""
+    from deployer.daemon.report import plan_report
+    from deployer.daemon.runner import open_daemon
+
+    paths = app_context(ctx).paths
+    sources = _sources(name, config, spec, im_url, auth_file, infra_id, kubeconfig, context, insecure)
+    with open_daemon(paths, sources) as (reconciler, _kube, _resolved):
+        outcome = reconciler.run_once(time.time(), dry_run=True)
+    report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
+    _emit(report, json_out)
+
+
+INSTALL_HINT = """\
+Run the elasticity daemon for {name} in one of these ways (details and full files: docs/daemon.md).
+
+1. Long-running, on the front end or any host with the kubeconfig (systemd service):
+     deployer daemon run --cluster {name} --metrics-port 9464
+
+2. Periodic one-shot rounds (a file lock skips a run while the previous one is still going; the
+   elastic_daemon Ansible role installs such a timer with `--once --config /etc/deployer/daemon.yaml`):
+     cron:            * * * * *  deployer daemon run --cluster {name} --once
+     systemd timer:   OnUnitActiveSec=30s running `deployer daemon run --cluster {name} --once`
+
+3. In the cluster, as a Deployment with leader election (only the Lease holder acts):
+     deployer daemon run --cluster {name} --spec /etc/deployer/spec.yaml --im-url URL \\
+       --auth-file /etc/deployer/auth.dat --infra-id ID --leader-elect --metrics-port 9464
+   or as a CronJob running the same with --once.
+
+Preview what it would do:  deployer daemon run --cluster {name} --dry-run
+Why pods are waiting:      deployer daemon explain {name}
+"""
+
+
+@app.command("install-hint")
+def install_hint(name: str = typer.Argument("CLUSTER", help="Deployment (cluster) name.")) -> None:
+    """How to run the daemon: cron, systemd timer/service, Kubernetes Deployment or CronJob."""
+    typer.echo(INSTALL_HINT.format(name=name), nl=False)

@@ -1,9 +1,496 @@
-"""Top-level `deployer` commands for lifecycle."""
+"""Top-level life-cycle commands: create, list, status, outputs, logs, scale, reconfigure, destroy.
+
+Thin wrappers over ``deployer.lifecycle.deploy`` (use cases) and ``deployer.lifecycle.credentials``
+(which IM, which credentials): parse flags, print results (stdout, or ``--json``) and progress
+(stderr: a live per-VM table on a terminal, one line per change otherwise). Heavy modules are imported
+inside the commands so ``deployer --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+from deployer.cli.context import app_context
+from deployer.cli.output import info, print_json, table, warn
+
+if TYPE_CHECKING:
+    from deployer.adapters.im.client import IMClient, InfraState
+    from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
+    from deployer.errors import RemoteError
+    from deployer.paths import Paths
+
+SPEC_ARG = typer.Argument(None, help="Cluster spec YAML. Omit to use defaults and flags only.")
+NAME_ARG = typer.Argument(..., help="Deployment name (see `deployer list`).")
+AUTH_FILE_OPT = typer.Option(
+    None, "--auth-file", help="IM auth file (im_client format: 'id = X; type = T; key = value' lines)."
+)
+INSECURE_OPT = typer.Option(False, "--insecure", help="Do not verify the IM's TLS certificate (warns).")
+JSON_OPT = typer.Option(False, "--json", help="Machine-readable output on stdout.")
+TIMEOUT_OPT = typer.Option(1800.0, "--timeout", min=1, help="Seconds to wait for 'configured'.")
+WAIT_OPT = typer.Option(True, "--wait/--no-wait", help="Follow the deployment until it is configured.")
+
+SIMULATED_NOTE = "simulated VMs (local IM, Dummy connector): the addresses above are not reachable machines"
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    for command in (create, list_deployments, status, outputs, logs, scale, reconfigure, destroy):
+        name = "list" if command is list_deployments else command.__name__
+        app.command(name)(command)
+
+
+# ---- plumbing -------------------------------------------------------------------------------------
+
+
+def _store(paths: Paths) -> DeploymentStore:
+    from deployer.adapters.state.store import DeploymentStore
+
+    return DeploymentStore(paths.state_db)
+
+
+def _client_for(paths: Paths, record: DeploymentRecord, auth_file: Path | None, insecure: bool) -> IMClient:
+    from deployer.lifecycle.credentials import endpoint_for_record
+
+    return endpoint_for_record(paths, record, auth_file=auth_file).client(insecure=insecure)
+
+
+def _resume_hint(name: str) -> str:
+    return f"follow it with `deployer status {name} --watch`, or remove it with `deployer destroy {name}`"
+
+
+class _Progress:
+    """Per-VM progress on stderr: a live table on a terminal, one log line per change otherwise."""
+
+    def __init__(self, title: str) -> None:
+        from deployer.cli.output import stderr
+
+        self._title = title
+        self._console = stderr()
+        self._live: Any = None
+        self._unreachable = False
+        if self._console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(self._render(None), console=self._console, transient=False)
+
+    def __enter__(self) -> _Progress:
+        if self._live is not None:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def _render(self, state: InfraState | None) -> Any:
+        from rich.table import Table
+
+        tbl = Table(title=f"{self._title}: {state.state if state else 'waiting for the IM'}", show_edge=False)
+        tbl.add_column("VM")
+        tbl.add_column("state")
+        for vm_id, vm_state in sorted(
+            (state.vm_states if state else {}).items(), key=lambda kv: kv[0].zfill(9)
+        ):
+            tbl.add_row(vm_id, vm_state)
+        return tbl
+
+    def change(self, old: InfraState | None, new: InfraState) -> None:
+        self._unreachable = False
+        if self._live is not None:
+            self._live.update(self._render(new))
+            return
+        if old is None or old.state != new.state:
+            info(f"{self._title}: {new.state}")
+        before = old.vm_states if old else {}
+        for vm_id in sorted(set(before) | set(new.vm_states), key=lambda v: v.zfill(9)):
+            was, now = before.get(vm_id), new.vm_states.get(vm_id)
+            if was != now:
+                info(f"  VM {vm_id}: {was or 'new'} -> {now or 'removed'}")
+
+    def unreachable(self, err: RemoteError) -> None:
+        if not self._unreachable:
+            warn(f"{err}; retrying until the deadline")
+        self._unreachable = True
+
+
+def _follow(client: IMClient, record: DeploymentRecord, store: DeploymentStore, timeout: float) -> InfraState:
+    """Follow to configured, recording the last state seen whatever happens."""
+    from deployer.errors import RemoteError
+    from deployer.lifecycle.deploy import follow
+
+    assert record.infrastructure_id is not None
+    last: list[InfraState] = []
+
+    def on_change(old: InfraState | None, new: InfraState) -> None:
+        last.append(new)
+        progress.change(old, new)
+
+    try:
+        with _Progress(record.name) as progress:
+            final = follow(
+                client,
+                record.infrastructure_id,
+                timeout=timeout,
+                on_change=on_change,
+                on_unreachable=progress.unreachable,
+            )
+    except KeyboardInterrupt:
+        info(
+            f"stopped following; infrastructure {record.infrastructure_id} keeps running: "
+            + _resume_hint(record.name)
+        )
+        raise typer.Exit(130) from None
+    except RemoteError as err:
+        err.args = (f"{err}\n{_resume_hint(record.name)}",)
+        raise
+    finally:
+        if last:
+            store.update(record.name, status=last[-1].state)
+    return final
+
+
+def _print_outputs(
+    name: str, cloud: str, values: dict[str, Any], *, as_json: bool, extra: dict[str, Any]
+) -> None:
+    from deployer.lifecycle.credentials import LOCAL_CLOUD
+
+    simulated = cloud == LOCAL_CLOUD
+    if as_json:
+        print_json({"name": name, **extra, "outputs": values, "simulated": simulated})
+        return
+    table(["output", "value"], [[key, _show(value)] for key, value in sorted(values.items())], title=name)
+    if simulated:
+        info(f"note: {SIMULATED_NOTE}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+# ---- commands -------------------------------------------------------------------------------------
+
+
+def create(
+    ctx: typer.Context,
+    spec_file: Path | None = SPEC_ARG,
+    cloud: str | None = typer.Option(
+        None, "--cloud", "-c", help="Cloud (local, egi, a profile). Overrides the spec."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", "-n", help="Cluster name. Generated once and reused if absent."
+    ),
+    im_url: str | None = typer.Option(
+        None, "--im-url", help="IM REST endpoint (default: the profile's, or local)."
+    ),
+    auth_file: Path | None = AUTH_FILE_OPT,
+    wait: bool = WAIT_OPT,
+    timeout: float = TIMEOUT_OPT,
+    json_output: bool = JSON_OPT,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the TOSCA and the IM's estimate; create nothing."
+    ),
+    overrides: list[str] | None = typer.Option(None, "--set", help="Override a spec field: FIELD=VALUE."),
+    workers: int | None = typer.Option(
+        None, "--workers", "-w", min=0, help="Initial VMs of the first group."
+    ),
+    insecure: bool = INSECURE_OPT,
+) -> None:
+    """Render, validate and submit a cluster to the IM, record it, and follow it to 'configured'."""
+    import secrets
+
+    from deployer.adapters.tosca import validate_tosca
+    from deployer.lifecycle.credentials import resolve_endpoint
+    from deployer.lifecycle.deploy import mask_outputs, submit
+    from deployer.lifecycle.prepare import prepare_cluster
+
+    paths = app_context(ctx).paths
+    tag = f"dpl-{secrets.token_hex(8)}"
+    prepared = prepare_cluster(
+        paths,
+        spec_file,
+        cloud=cloud,
+        name=name,
+        overrides=list(overrides or []),
+        workers=workers,
+        deployment_tag=tag,
+    )
+    spec = prepared.spec
+    assert spec.name is not None
+    validate_tosca(prepared.tosca_redacted, source=str(spec_file or "rendered TOSCA"))
+    endpoint = resolve_endpoint(paths, spec.clouds(), im_url=im_url, auth_file=auth_file)
+    with endpoint.client(insecure=insecure) as client:
+        if dry_run:
+            estimate = client.estimate(prepared.tosca)
+            if json_output:
+                print_json({"name": spec.name, "tosca": prepared.tosca_redacted, "estimate": estimate})
+            else:
+                typer.echo(prepared.tosca_redacted, nl=False)
+                info(f"IM resource estimate: {_show(estimate)}")
+            return
+        store = _store(paths)
+        record = submit(
+            store,
+            client,
+            name=spec.name,
+            cloud=spec.cloud,
+            tosca=prepared.tosca,
+            tosca_redacted=prepared.tosca_redacted,
+            deployment_tag=tag,
+            spec_hash=prepared.spec_hash,
+            auth_file=str(endpoint.auth_file) if endpoint.auth_file else None,
+        )
+        info(f"{spec.name}: infrastructure {record.infrastructure_id} submitted to {client.url}")
+        if not wait:
+            result = {
+                "name": spec.name,
+                "infrastructure_id": record.infrastructure_id,
+                "status": record.status,
+            }
+            if json_output:
+                print_json(result)
+            else:
+                info(f"not waiting: {_resume_hint(spec.name)}")
+            return
+        final = _follow(client, record, store, timeout)
+        assert record.infrastructure_id is not None
+        values = mask_outputs(client.outputs(record.infrastructure_id), show_secrets=False)
+    info(f"{spec.name}: {final.state} ({len(final.vm_states)} VMs)")
+    _print_outputs(
+        spec.name,
+        spec.cloud,
+        values,
+        as_json=json_output,
+        extra={"infrastructure_id": record.infrastructure_id, "state": final.state},
+    )
+
+
+def list_deployments(
+    ctx: typer.Context,
+    json_output: bool = JSON_OPT,
+    insecure: bool = INSECURE_OPT,
+) -> None:
+    """Deployments known here, merged with what each IM reports (drift: gone in IM, unknown to us)."""
+    from dataclasses import asdict, replace
+
+    from deployer.errors import DeployerError, RemoteError
+    from deployer.lifecycle.credentials import endpoint_for_record, local_auth_entries, local_im
+    from deployer.lifecycle.deploy import list_with_drift
+
+    paths = app_context(ctx).paths
+    records = []
+    clients: dict[str, IMClient] = {}
+    for record in _store(paths).all():
+        try:
+            endpoint = endpoint_for_record(paths, record)
+        except DeployerError as err:
+            warn(f"{record.name}: {err}")
+            records.append(record)
+            continue
+        records.append(replace(record, im_url=endpoint.im_url))
+        clients.setdefault(endpoint.im_url, endpoint.client(insecure=insecure))
+    running = local_im(paths).status()
+    if running is not None and running.url not in clients:
+        from deployer.adapters.im.client import IMClient
+
+        clients[running.url] = IMClient(running.url, local_auth_entries(paths))
+    listings: dict[str, list[str] | RemoteError] = {}
+    for url, client in clients.items():
+        try:
+            listings[url] = client.list_ids()
+        except RemoteError as err:
+            listings[url] = err
+        finally:
+            client.close()
+    rows = list_with_drift(records, listings)
+    if json_output:
+        print_json([asdict(row) for row in rows])
+        return
+    table(
+        ["name", "cloud", "status", "infrastructure", "IM", "drift"],
+        [[r.name, r.cloud, r.status, r.infrastructure_id, r.im_url, r.drift or ""] for r in rows],
+    )
+
+
+def status(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    watch: bool = typer.Option(False, "--watch", help="Follow it until configured (or failed)."),
+    timeout: float = TIMEOUT_OPT,
+    json_output: bool = JSON_OPT,
+    auth_file: Path | None = AUTH_FILE_OPT,
+    insecure: bool = INSECURE_OPT,
+) -> None:
+    """The deployment's state and its VMs (state, TOSCA node, address)."""
+    from dataclasses import asdict
+
+    from deployer.lifecycle.deploy import recover_submission, vm_views
+
+    paths = app_context(ctx).paths
+    store = _store(paths)
+    record = store.get(name)
+    with _client_for(paths, record, auth_file, insecure) as client:
+        record = recover_submission(store, client, record)
+        assert record.infrastructure_id is not None
+        if watch:
+            _follow(client, record, store, timeout)
+        state = client.state(record.infrastructure_id)
+        store.update(name, status=state.state)
+        vms = vm_views(client, record.infrastructure_id)
+    if json_output:
+        print_json(
+            {
+                "name": name,
+                "cloud": record.cloud,
+                "infrastructure_id": record.infrastructure_id,
+                "im_url": client.url,
+                "state": state.state,
+                "vms": [asdict(vm) for vm in vms],
+            }
+        )
+        return
+    info(f"{name}: {state.state} (infrastructure {record.infrastructure_id} on {client.url})")
+    table(["VM", "state", "node", "address"], [[v.vm_id, v.state, v.node, v.ip] for v in vms])
+
+
+def outputs(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    show_secrets: bool = typer.Option(False, "--show-secrets", help="Print secret outputs instead of ***."),
+    json_output: bool = JSON_OPT,
+    auth_file: Path | None = AUTH_FILE_OPT,
+    insecure: bool = INSECURE_OPT,
+) -> None:
+    """The cluster's outputs (Kubernetes API, OSCAR, MinIO endpoints, front-end IP)."""
+    from deployer.lifecycle.deploy import mask_outputs, recover_submission
+
+    paths = app_context(ctx).paths
+    store = _store(paths)
+    record = store.get(name)
+    with _client_for(paths, record, auth_file, insecure) as client:
+        record = recover_submission(store, client, record)
+        assert record.infrastructure_id is not None
+        values = mask_outputs(client.outputs(record.infrastructure_id), show_secrets=show_secrets)
+    _print_outputs(name, record.cloud, values, as_json=json_output, extra={})
+
+
+def logs(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    vm: str | None = typer.Option(None, "--vm", help="One VM's log (IM VM id, see `deployer status`)."),
+    auth_file: Path | None = AUTH_FILE_OPT,
+    insecure: bool = INSECURE_OPT,
+) -> None:
+    """The contextualization log of the deployment (or of one VM)."""
+    from deployer.lifecycle.deploy import recover_submission
+
+    paths = app_context(ctx).paths
+    store = _store(paths)
+    record = store.get(name)
+    with _client_for(paths, record, auth_file, insecure) as client:
+        record = recover_submission(store, client, record)
+        assert record.infrastructure_id is not None
+        typer.echo(client.contmsg(record.infrastructure_id, vm))
+
+
+def scale(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    group: str = typer.Option(..., "--group", "-g", help="Worker group to resize."),
+    count: int = typer.Option(..., "--count", min=0, help="New number of VMs in the group."),
+    remove: str | None = typer.Option(
+        None, "--remove", help="Comma-separated IM VM ids to remove when lowering (default: the newest)."
+    ),
+    wait: bool = WAIT_OPT,
+    timeout: float = TIMEOUT_OPT,
+    json_output: bool = JSON_OPT,
+    auth_file: Path | None = AUTH_FILE_OPT,
+    insecure: bool = INSECURE_OPT,
+) -> None:
+    """Add or remove worker VMs of one group through the IM (removals name their VMs)."""
+    from dataclasses import asdict
+
+    from deployer.lifecycle.deploy import recover_submission
+    from deployer.lifecycle.deploy import scale as scale_group
+
+    paths = app_context(ctx).paths
+    store = _store(paths)
+    record = store.get(name)
+    chosen = [vm.strip() for vm in remove.split(",") if vm.strip()] if remove else None
+    with _client_for(paths, record, auth_file, insecure) as client:
+        record = recover_submission(store, client, record)
+        assert record.infrastructure_id is not None
+        result = scale_group(client, record.infrastructure_id, group=group, count=count, remove=chosen)
+        if result.added:
+            info(f"{name}: group {group} adds VMs {', '.join(result.added)}")
+        if result.removed:
+            info(f"{name}: group {group} removes VMs {', '.join(result.removed)}")
+        if not result.added and not result.removed:
+            info(f"{name}: group {group} already has {count} VMs")
+        if wait and (result.added or result.removed):
+            _follow(client, record, store, timeout)
+    if json_output:
+        print_json({"name": name, **asdict(result)})
+
+
+def reconfigure(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    wait: bool = WAIT_OPT,
+    timeout: float = TIMEOUT_OPT,
+    auth_file: Path | None = AUTH_FILE_OPT,
+    insecure: bool = INSECURE_OPT,
+) -> None:
+    """Run the IM's contextualization of the deployment again."""
+    from deployer.lifecycle.deploy import recover_submission
+
+    paths = app_context(ctx).paths
+    store = _store(paths)
+    record = store.get(name)
+    with _client_for(paths, record, auth_file, insecure) as client:
+        record = recover_submission(store, client, record)
+        assert record.infrastructure_id is not None
+        client.reconfigure(record.infrastructure_id)
+        info(f"{name}: reconfiguration started")
+        if wait:
+            final = _follow(client, record, store, timeout)
+            info(f"{name}: {final.state}")
+
+
+def destroy(
+    ctx: typer.Context,
+    name: str = NAME_ARG,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    keep_record: bool = typer.Option(
+        False, "--keep-record", help="Keep the local record (marked destroyed)."
+    ),
+    auth_file: Path | None = AUTH_FILE_OPT,
+    insecure: bool = INSECURE_OPT,
+) -> None:
+    """Destroy the deployment's infrastructure. Already gone counts as success."""
+    import sys
+
+    from deployer.errors import UserError
+    from deployer.lifecycle.deploy import destroy as destroy_deployment
+
+    paths = app_context(ctx).paths
+    store = _store(paths)
+    record = store.find(name)
+    if record is None:
+        info(f"{name}: no such deployment here; nothing to destroy")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"destroying {name} needs confirmation: pass --yes")
+        typer.confirm(
+            f"Destroy {name} (infrastructure {record.infrastructure_id} on {record.im_url})?", abort=True
+        )
+    with _client_for(paths, record, auth_file, insecure) as client:
+        existed = destroy_deployment(store, client, record, keep_record=keep_record)
+    info(f"{name}: destroyed" if existed else f"{name}: was already gone from the IM; record cleaned up")

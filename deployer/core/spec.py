@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
 
 from deployer.errors import SpecError, UserError
 
@@ -37,7 +45,10 @@ def parse_size_mib(value: Any) -> int:
     return round(number * _UNIT_MIB[unit])
 
 
-SizeMiB = Annotated[int, BeforeValidator(parse_size_mib), Field(ge=0)]
+# Held as whole MiB; dumped to JSON as "N MiB" so a dumped spec reads back identically (a bare number is GiB).
+SizeMiB = Annotated[
+    int, BeforeValidator(parse_size_mib), PlainSerializer(lambda v: f"{v} MiB", when_used="json"), Field(ge=0)
+]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Arch = Literal["amd64", "arm64"]
 

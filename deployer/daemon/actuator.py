@@ -9,14 +9,14 @@ collected in ``ActuationResult.errors`` so one bad group cannot stop the others.
 Scale-down order, per node: cordon → evict every evictable pod (eviction API, so PodDisruptionBudgets are
 honoured) → wait until they are gone → power off (one call per group) → delete the Node object (cloud VMs).
 A pod that must not be evicted, or an eviction refused by a budget, stops that node's drain: it is
-uncordoned and left running. Pods still leaving at the drain timeout keep the node DRAINING; ``resume``
-finishes it next round.
+uncordoned and left running. Pods still leaving at the drain timeout keep the node DRAINING, and the planner
+sends it again next round (as it does for interrupted drains and power-offs after a restart).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -39,7 +39,7 @@ from deployer.core.elasticity.model import (
 from deployer.core.elasticity.scaledown import eviction_blocker
 from deployer.core.elasticity.scheduling import is_finished, is_workload
 from deployer.daemon.metrics import DaemonMetrics
-from deployer.errors import RemoteNotFound
+from deployer.errors import RemoteNotFound, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ class Actuator:
         self._drain_timeout = drain_timeout
 
     def execute(self, plan: Plan, state: ElasticityState, now: float) -> ActuationResult:
-        """Carry out ``plan`` starting from ``state`` (the plan's observed state). Persists as it goes."""
+        """Carry out ``plan`` starting from ``state`` (the plan's observed state, persisted first). Persists
+        every transition as it goes."""
         result = ActuationResult(state)
         self._save(result)
         for failure in plan.failures:
@@ -110,29 +111,6 @@ class Actuator:
             self._guard(result, "scale_down", lambda d=down: self._scale_down(result, d, now))
         for up in plan.scale_ups:
             self._guard(result, "scale_up", lambda u=up: self._scale_up(result, u, now))
-        return result
-
-    def resume(
-        self, state: ElasticityState, now: float, *, registered: Collection[str], startup: bool
-    ) -> ActuationResult:
-        """Finish scale-downs left half-done: drains that timed out or were interrupted (DRAINING), and
-        power-offs whose Node object is still ``registered`` (POWERING_OFF: a failed or interrupted IM call or
-        node delete). Boards being shut down are retried only at ``startup``: they take a while to go dark.
-        Idempotent: power managers ignore nodes that are already gone."""
-        result = ActuationResult(state)
-        by_group: dict[str, list[str]] = {}
-        for record in state.records.values():
-            group = self._groups.get(record.group)
-            if group is None:
-                continue
-            unfinished_power_off = record.phase is NodePhase.POWERING_OFF and record.name in registered
-            if unfinished_power_off and group.kind is not GroupKind.CLOUD and not startup:
-                unfinished_power_off = False
-            if record.phase is NodePhase.DRAINING or unfinished_power_off:
-                by_group.setdefault(record.group, []).append(record.name)
-        for group, names in sorted(by_group.items()):
-            down = ScaleDown(group, tuple(sorted(names)), "resuming an interrupted scale-down")
-            self._guard(result, "scale_down", lambda d=down: self._scale_down(result, d, now))
         return result
 
     # ---- actions ------------------------------------------------------------------------------
@@ -149,9 +127,12 @@ class Actuator:
         try:
             with self._metrics.timed_call(_backend(group), "power_on"):
                 started = manager.power_on(group, count, busy=busy)
-        except Exception:
-            result.state = lifecycle.record_group_error(result.state, up.group, now, self._settings)
-            self._save(result)
+        except Exception as err:
+            # A transient failure (IM 500, timeout) is retried by the loop's backoff; anything else (quota,
+            # a refused template) benches the group so the planner falls back to the next one.
+            if not is_transient(err):
+                result.state = lifecycle.record_group_error(result.state, up.group, now, self._settings)
+                self._save(result)
             raise
         names = [node.name for node in started]
         vm_ids = {node.name: node.vm_id for node in started if node.vm_id is not None}
@@ -214,7 +195,8 @@ class Actuator:
     # ---- drain --------------------------------------------------------------------------------
 
     def _drain_node(self, name: str) -> _Drain:
-        """Evict the node's pods and wait until they are gone (bounded by the drain timeout)."""
+        """Cordon, evict the node's pods and wait until they are gone (bounded by the drain timeout)."""
+        self._cluster.cordon(name)  # first, so no pod lands between the check below and the evictions
         for pod in (pod_from_api(raw) for raw in self._cluster.pods_on_node(name)):
             blocker = eviction_blocker(pod) if _must_leave(pod) else None
             if blocker is not None:  # the planner saw an idle node; a protected pod landed since

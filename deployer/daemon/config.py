@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -51,7 +53,70 @@ def spec_from_tosca(tosca: str, cluster: str) -> ClusterSpec:
             f"deployment {cluster!r} carries no elasticity settings (was it created with elasticity.enabled: "
             "false?); pass --spec FILE"
         ) from err
-    return validate_spec({"name": cluster, **config})
+    return spec_from_config(config, cluster)
+
+
+def spec_from_config(config: Mapping[str, Any], cluster: str) -> ClusterSpec:
+    """A spec from the embedded elasticity config (``elasticity``, ``worker_groups``, ``edge_groups``), as the
+    TOSCA carries it and as the ``elastic_daemon`` Ansible role writes it under ``settings.spec``."""
+    return validate_spec({**config, "name": cluster})
+
+
+@dataclass(frozen=True)
+class DaemonFile:
+    """``daemon run --config FILE``: what the ``elastic_daemon`` Ansible role writes on the front end.
+
+    ``cluster`` and ``credentials_file`` (an IM auth file) at the top; under ``settings``: ``im_url``,
+    ``infrastructure_id``, ``spec`` (the embedded elasticity config), and optionally ``kubeconfig``,
+    ``ssh_key`` and ``insecure``.
+    """
+
+    cluster: str | None
+    auth_file: Path | None
+    im_url: str | None
+    infra_id: str | None
+    spec: Mapping[str, Any] | None
+    kubeconfig: Path | None
+    ssh_key: str | None
+    insecure: bool
+
+
+_SETTINGS_KEYS = frozenset({"im_url", "infrastructure_id", "spec", "kubeconfig", "ssh_key", "insecure"})
+
+
+def read_daemon_file(path: Path) -> DaemonFile:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"cannot read the daemon config {path}: {err}") from err
+    settings = data.get("settings") if isinstance(data, dict) else None
+    if not isinstance(settings, dict):
+        raise UserError(f"{path}: expected a mapping with 'cluster', 'credentials_file' and 'settings'")
+    unknown = sorted(set(settings) - _SETTINGS_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_SETTINGS_KEYS))
+        raise UserError(f"{path}: settings.{unknown[0]} is not a daemon setting (known: {known})")
+    spec = settings.get("spec")
+    if isinstance(spec, str):  # the TOSCA property's JSON string, copied verbatim
+        try:
+            spec = json.loads(spec)
+        except ValueError as err:
+            raise UserError(f"{path}: settings.spec is not valid JSON: {err}") from err
+
+    def optional_path(value: object) -> Path | None:
+        return Path(str(value)) if value else None
+
+    return DaemonFile(
+        cluster=data.get("cluster") or None,
+        auth_file=optional_path(data.get("credentials_file")),
+        im_url=settings.get("im_url"),
+        infra_id=settings.get("infrastructure_id"),
+        spec=spec,
+        kubeconfig=optional_path(settings.get("kubeconfig")),
+        ssh_key=settings.get("ssh_key"),
+        insecure=bool(settings.get("insecure", False)),
+    )
+
 
 
 def daemon_plan(spec: ClusterSpec, cluster: str) -> DaemonPlan:

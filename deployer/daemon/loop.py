@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from deployer.core.elasticity.model import Pod
-from deployer.daemon.reconciler import Reconciler, Round
+from deployer.daemon.reconciler import Reconciler
 from deployer.daemon.timing import Backoff, Batcher
 from deployer.errors import is_transient
 
@@ -48,7 +48,6 @@ class LoopStats:
     rounds: int = 0
     failures: int = 0
     batches: int = 0  # rounds triggered by pending-pod events (the others are resyncs and retries)
-    last_round: Round | None = None
     delays: list[float] = field(default_factory=list)  # backoff delays chosen after failures
 
 
@@ -60,14 +59,12 @@ class DaemonLoop:
         settings: LoopSettings | None = None,
         *,
         leader: Leadership | None = None,
-        before_round: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._reconciler = reconciler
         self.settings = settings or LoopSettings()
         self._leader = leader
-        self._before_round = before_round  # e.g. refresh short-lived credentials
         self._clock = clock
         self._wall = wall_clock
         self._events: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -123,12 +120,9 @@ class DaemonLoop:
         """Run one round; return how long to wait before the next may run (0 after a success)."""
         self.stats.rounds += 1
         try:
-            if self._before_round is not None:
-                self._before_round()
             outcome = self._reconciler.run_once(self._wall())
         except Exception as err:  # the loop must survive anything a round throws
             return self._failed(err)
-        self.stats.last_round = outcome
         if outcome.errors:
             return self._failed(outcome.errors[0], partial=True)
         self._backoff.success()

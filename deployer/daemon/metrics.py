@@ -72,10 +72,6 @@ class DaemonMetrics:
         with self._lock:
             return self._values[name].get(_labels(labels), 0.0)
 
-    def observations(self, name: str, **labels: str) -> int:
-        with self._lock:
-            return self._summaries[name].get(_labels(labels), (0.0, 0))[1]
-
     @contextmanager
     def timed_call(self, backend: str, operation: str) -> Iterator[None]:
         """Time one power-manager call and count it as an error if it raises."""
@@ -108,7 +104,7 @@ class DaemonMetrics:
 class MetricsServer:
     """``/metrics`` on ``host:port`` from a daemon thread. ``port=0`` picks a free port (tests)."""
 
-    def __init__(self, metrics: DaemonMetrics, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+    def __init__(self, metrics: DaemonMetrics, port: int, host: str = "127.0.0.1") -> None:
         registry = metrics
 
         class Handler(BaseHTTPRequestHandler):

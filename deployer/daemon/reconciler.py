@@ -3,8 +3,9 @@
 Called by the event loop (``deployer.daemon.loop``), by ``deployer daemon run --once``/``--dry-run`` and by
 ``deployer daemon explain``. A round reads the watched snapshot, loads the persisted state, adopts VMs the
 IM holds but we never recorded (a run that crashed between the IM call and the state write, or workers
-``deployer create`` started), runs the pure planner, persists the observed state, finishes half-done
-scale-downs and carries out the plan. Decisions are logged with their reason.
+``deployer create`` started), runs the pure planner, persists the observed state and carries out the plan
+(which also re-sends drains and power-offs a previous run left half-done). Decisions are logged with
+their reason.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ class Round:
     plan: Plan
     state: ElasticityState
     snapshot: Snapshot
-    acted: bool = False  # False for dry runs and unsynced snapshots
     adopted: tuple[str, ...] = ()
     errors: list[Exception] = field(default_factory=list)
 
@@ -78,7 +78,6 @@ class Reconciler:
         self._actuator = Actuator(
             cluster, groups, power, store, settings, metrics=self.metrics, drain_timeout=drain_timeout
         )
-        self._started = False
 
     def run_once(self, now: float, *, dry_run: bool = False) -> Round:
         """One round at wall-clock time ``now``. Raises when the cluster or a power manager cannot be read
@@ -95,15 +94,10 @@ class Reconciler:
         if dry_run:
             return Round(plan, observed, snapshot, adopted=adopted)
         self.metrics.inc("deployer_reconciles_total")
-        self._store.save(observed)
         _log_plan(plan)
-        registered = {node.name for node in snapshot.nodes}
-        resumed = self._actuator.resume(observed, now, registered=registered, startup=not self._started)
-        self._started = True
-        done = self._actuator.execute(plan, resumed.state, now)
+        done = self._actuator.execute(plan, observed, now)
         self._update_gauges(snapshot, done.state)
-        errors = resumed.errors + done.errors
-        return Round(plan, done.state, snapshot, acted=True, adopted=adopted, errors=errors)
+        return Round(plan, done.state, snapshot, adopted=adopted, errors=done.errors)
 
     def _adopt(
         self, state: ElasticityState, snapshot: Snapshot, now: float

@@ -1,8 +1,9 @@
 """Wiring a runnable daemon from where its configuration lives; called by the ``deployer daemon`` commands.
 
 ``DaemonSources`` says where things come from: a deployment deployer made (its record gives the IM endpoint,
-the infrastructure id and, through the TOSCA, the elasticity settings), or explicit ``--spec``/``--im-url``/
-``--auth-file``/``--infra-id`` for a standalone daemon. ``open_daemon`` starts the Kubernetes watch and yields
+the infrastructure id and, through the TOSCA, the elasticity settings), a ``--config`` file (written on the
+front end by the ``elastic_daemon`` Ansible role), or explicit ``--spec``/``--im-url``/``--auth-file``/
+``--infra-id`` for a standalone daemon. ``open_daemon`` starts the Kubernetes watch and yields
 a ready ``Reconciler``; ``serve`` runs the long-lived loop with metrics and leader election until stopped.
 Imports the kubernetes client: the CLI imports this module inside its commands only.
 """
@@ -13,10 +14,11 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kubernetes.client import ApiClient
 
@@ -31,6 +33,7 @@ from deployer.daemon.config import (
     daemon_plan,
     edge_boards,
     power_managers,
+    spec_from_config,
     spec_from_tosca,
 )
 from deployer.daemon.loop import DaemonLoop, LoopStats
@@ -48,6 +51,7 @@ AuthProvider = Callable[[], Sequence[AuthEntry]]
 class DaemonSources:
     cluster: str
     spec_file: Path | None = None
+    spec_config: Mapping[str, Any] | None = None  # the embedded elasticity config (``--config`` files)
     im_url: str | None = None
     auth_file: Path | None = None
     infra_id: str | None = None
@@ -80,6 +84,8 @@ def resolve(paths: Paths, sources: DaemonSources, *, auth_provider: AuthProvider
     record = DeploymentStore(paths.state_db).find(sources.cluster)
     if sources.spec_file is not None:
         spec = load_spec(sources.spec_file, name=sources.cluster)
+    elif sources.spec_config is not None:
+        spec = spec_from_config(sources.spec_config, sources.cluster)
     elif record is not None:
         spec = spec_from_tosca(record.tosca_redacted, sources.cluster)
     else:
@@ -151,7 +157,7 @@ def serve(
     stop: threading.Event,
     *,
     metrics_port: int | None = None,
-    metrics_host: str = "0.0.0.0",  # noqa: S104 - scraped from other hosts; the port is opt-in
+    metrics_host: str = "127.0.0.1",
     leader_namespace: str | None = None,
 ) -> LoopStats:
     """Run the event loop until ``stop`` is set. With ``leader_namespace``, compete for the Lease

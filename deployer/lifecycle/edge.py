@@ -84,7 +84,7 @@ def validate_join_options(hosts: list[str], options: EdgeJoinOptions) -> None:
     for taint in options.taints:
         if not _TAINT_RE.match(taint):
             raise UserError(
-                f"--taint {taint!r}: expected key[=value]:Effect with Effect one of {', '.join(TAINT_EFFECTS)}"
+                f"--taint {taint!r}: expected key[=value]:Effect, Effect one of {', '.join(TAINT_EFFECTS)}"
             )
     if options.key_file is not None and not options.key_file.is_file():
         raise UserError(f"--key {options.key_file}: no such file")
@@ -111,7 +111,7 @@ def front_from_outputs(outputs: Mapping[str, Any], key_dir: Path, cluster: str) 
     if not token:
         return SshTarget(name="front", address=address, user=user)
     register_secret(str(token))
-    if token_type == "password":
+    if token_type == "password":  # noqa: S105 - a credential kind, not a credential
         return SshTarget(name="front", address=address, user=user, password=str(token))
     key_file = ensure_private_dir(key_dir) / f"{cluster}-front.key"
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -150,7 +150,8 @@ def _outcomes(hosts: list[str], result: Any, front: SshTarget) -> list[EdgeHostO
                 host, front_failure.task, f"front end {front.address}: {front_failure.message}"
             )
         if failure is None and host not in result.hosts:
-            failure = TaskFailure(host, "(not run)", f"ansible-playbook exited {result.returncode}")
+            said = f": {result.output_tail[-1]}" if result.output_tail else ""
+            failure = TaskFailure(host, "(not run)", f"ansible-playbook exited {result.returncode}{said}")
         ok = failure is None and result.host_ok(host)
         node = result.facts.get(host, {}).get("edge_node_name_for_deployer")
         outcomes.append(EdgeHostOutcome(host, ok, result.hosts.get(host), failure, node))

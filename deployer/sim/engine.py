@@ -206,6 +206,7 @@ class Simulation:
             self.slots[group.name] = slots
             self.nodes.update((n.name, n) for n in slots)
         self.on_count: dict[str, int] = {g.name: 0 for g in groups}  # nodes not off, per group
+        self.peak_nodes = 0
         self.ready: list[SimNode] = []  # schedulable nodes in preference order
         self.pods = [SimPod(i, job) for i, job in enumerate(jobs)]
         self.pending_count = 0
@@ -425,7 +426,9 @@ class Simulation:
 
     def start_on(self, group_name: str, count: int) -> None:
         """Nodes that are already on and Ready when the trace starts (not counted as scale events)."""
-        for node in self.slots[group_name][:count]:
+        started = self.slots[group_name][:count]
+        self.peak_nodes += len(started)
+        for node in started:
             self.on_count[group_name] += 1
             node.phase = Phase.READY
             node.on_since = node.phase_since = node.booted_at = 0.0
@@ -464,6 +467,7 @@ class Simulation:
         config = self.config
         node.epoch += 1
         self.on_count[node.group.name] += 1
+        self.peak_nodes = max(self.peak_nodes, sum(self.on_count.values()))
         node.phase = Phase.BOOTING
         node.phase_since = node.on_since = self.now
         node.failed_boot = config.boot_failure_rate > 0 and self.rng.random() < config.boot_failure_rate

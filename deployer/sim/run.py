@@ -48,6 +48,7 @@ class SimResult:
     pending_p95_s: float
     pending_mean_s: float
     pending_max_s: float
+    peak_nodes: int
     evictions: int
     im_calls: int
     unplaceable: int
@@ -77,6 +78,7 @@ class SimResult:
             "pending_p95_s": round(self.pending_p95_s, 1),
             "pending_mean_s": round(self.pending_mean_s, 1),
             "pending_max_s": round(self.pending_max_s, 1),
+            "peak_nodes": self.peak_nodes,
             "evictions": self.evictions,
             "im_calls": self.im_calls,
             "unplaceable": self.unplaceable,
@@ -153,6 +155,7 @@ def summarize(sim: Simulation) -> SimResult:
         pending_p95_s=percentile(waits, 0.95),
         pending_mean_s=sum(waits) / len(waits) if waits else 0.0,
         pending_max_s=waits[-1] if waits else 0.0,
+        peak_nodes=sim.peak_nodes,
         evictions=sim.counters.evictions,
         im_calls=sim.counters.im_calls,
         unplaceable=len(unplaceable),

@@ -209,6 +209,9 @@ def test_missing_credentials_name_the_fix(paths, tmp_path):
     _add(paths, "egi-a", "egi", site="CESGA", vo="vo.access.egi.eu")
     with pytest.raises(UserError, match="EGI_ACCESS_TOKEN"):
         profiles.auth_entries_for_cloud(paths, "egi-a", env={})
+    _add(paths, "egi-b", "egi", site="CESGA", vo="vo.access.egi.eu", token_env="MY_TOKEN")
+    with pytest.raises(UserError, match="MY_TOKEN, which is not set"):
+        profiles.auth_entries_for_cloud(paths, "egi-b", env={"EGI_ACCESS_TOKEN": TOKEN})
     _add(paths, "aws-a", "aws", im_username="me", im_password_env="IM_PW")
     with pytest.raises(UserError, match="AWS_ACCESS_KEY_ID"):
         profiles.auth_entries_for_cloud(paths, "aws-a", env={"HOME": str(tmp_path), "IM_PW": "x" * 8})
@@ -316,3 +319,39 @@ def test_image_urls_per_kind(tmp_path):
     assert profiles.image_url(CloudProfile("a", "aws", {}), "ost://x/y") == "ost://x/y"
     with pytest.raises(UserError, match="region"):
         profiles.image_url(CloudProfile("a", "aws", {}), "ami-1", env={})
+
+
+def test_cloud_auth_entries_carry_a_refreshed_token_for_long_running_callers(paths, tmp_path, caplog):
+    import time
+
+    token_file = tmp_path / "token"
+    expiring = make_jwt({"exp": time.time() + 100, "n": 1})  # inside the 5-minute refresh margin
+    token_file.write_text(expiring)
+    _add(paths, "egi-a", "egi", site="CESGA", vo="vo.access.egi.eu", token_file=str(token_file))
+    _add(paths, "egi-b", "egi", site="IFCA", vo="vo.access.egi.eu", im_url="https://other-im.example.org")
+    with caplog.at_level("WARNING", logger="deployer.clouds.profiles"):
+        auth = profiles.build_cloud_auth(paths, ["egi-a", "egi-b"], env={"EGI_ACCESS_TOKEN": TOKEN})
+    assert auth.im_url == profiles.EGI_IM_URL
+    assert "using the front end's IM" in caplog.text
+    first = auth.entries()
+    assert first[0].fields["token"] == expiring and first[-1].fields == {"token": expiring}
+    assert first[1].fields["token"] == TOKEN  # each profile keeps its own token source
+    fresh = make_jwt({"exp": time.time() + 3600, "n": 2})
+    token_file.write_text(fresh)
+    second = auth.entries()
+    assert second[0].fields["token"] == fresh and second[-1].fields == {"token": fresh}
+
+
+def test_a_token_flag_authenticates_at_the_im_when_the_profile_names_no_im_user(paths, im_parse, tmp_path):
+    _add(paths, "mystack", "openstack", im_url="https://im.example.org")
+    env = {
+        "HOME": str(tmp_path),
+        "OS_AUTH_URL": "https://k:5000/v3",
+        "OS_USERNAME": "a",
+        "OS_PASSWORD": "pw-os",
+        "OS_PROJECT_NAME": "p",
+    }
+    with pytest.raises(UserError, match="names no IM credentials"):
+        profiles.auth_entries_for_cloud(paths, "mystack", env=env)
+    _, entries = profiles.auth_entries_for_cloud(paths, "mystack", token=TOKEN, env=env)
+    assert im_parse(auth_header(entries))[-1] == {"type": "InfrastructureManager", "token": TOKEN}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from deployer.core.elasticity.binpack import Bin, Packer, pod_classes
 from deployer.core.elasticity.model import Resources
 from tests.core.builders import make_pod
@@ -73,3 +76,45 @@ def test_open_bins_opens_as_few_template_nodes_as_needed_up_to_the_limit():
 def test_open_bins_refuses_a_pod_larger_than_the_template():
     bins, left = Packer().open_bins(pod_classes([make_pod(cpu=5000)]), lambda i: _bin("x", 4000), limit=5)
     assert bins == [] and len(left) == 1
+
+
+def _reference_first_fit(pods, bins):
+    """The textbook first-fit over a plain list, pod by pod, in the packer's class order."""
+    free = {b.name: [b.cpu_m, b.memory_mib, b.pods] for b in bins}
+    where = {}
+    for cls in pod_classes(pods):
+        for pod in cls.pods:
+            r = pod.requests
+            for b in bins:
+                f = free[b.name]
+                labels_ok = all(b.labels.get(k) == v for k, v in pod.node_selector.items())
+                if labels_ok and r.cpu_m <= f[0] and r.memory_mib <= f[1] and r.pods <= f[2]:
+                    f[0] -= r.cpu_m
+                    f[1] -= r.memory_mib
+                    f[2] -= r.pods
+                    where[pod.uid] = b.name
+                    break
+    return where
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4000), st.integers(0, 4096), st.integers(0, 3), st.booleans()), max_size=40
+    ),
+    st.lists(st.tuples(st.integers(1, 2000), st.integers(1, 2048), st.booleans()), max_size=60),
+)
+def test_indexed_first_fit_equals_the_textbook_one(bin_specs, pod_specs):
+    def fresh_bins():
+        return [
+            _bin(f"b{i:02d}", cpu, mem, pods, labels={"disk": "ssd" if ssd else "hdd"})
+            for i, (cpu, mem, pods, ssd) in enumerate(bin_specs)
+        ]
+
+    pods = [
+        make_pod(f"p{i}", cpu=cpu, mem=mem, selector={"disk": "ssd"} if picky else None, created_at=i)
+        for i, (cpu, mem, picky) in enumerate(pod_specs)
+    ]
+    packer = Packer()
+    packer.pack(pod_classes(pods), fresh_bins())
+    assert {uid: b.name for uid, b in packer.placements.items()} == _reference_first_fit(pods, fresh_bins())

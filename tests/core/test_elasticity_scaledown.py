@@ -223,3 +223,37 @@ def test_expensive_nodes_are_removed_before_cheap_ones_when_min_limits():
     n1, r1 = idle_cluster(cheap, 1)
     n2, r2 = idle_cluster(dear, 1)
     assert removed(run(n1 + n2, [], [cheap, dear], r1 + r2, min_spare_nodes=1)) == {"dear-1"}
+
+
+def test_a_failed_move_gives_back_the_room_it_tried():
+    wn = make_group("wn")
+    nodes = [make_node(f"wn-{i}", wn) for i in range(1, 5)]
+    pods = [
+        make_pod("y", cpu=2500, node="wn-1"),  # wn-1 cannot empty: y fits on wn-2, then x fits nowhere
+        make_pod("x", cpu=1300, node="wn-1"),
+        make_pod("z", cpu=1000, node="wn-2"),
+        make_pod("anchor", cpu=3000, node="wn-3"),
+        make_pod("w", cpu=2800, node="wn-4"),  # fits only where y was tried: on wn-2
+    ]
+    records = [
+        make_record("wn-1", "wn", NodePhase.USED, since=0, underutilized_since=0),
+        make_record("wn-2", "wn", NodePhase.USED, since=0),
+        make_record("wn-3", "wn", NodePhase.USED, since=0),
+        make_record("wn-4", "wn", NodePhase.USED, since=0, underutilized_since=0),
+    ]
+    result = run(nodes, pods, [wn], records, scale_down_underutilized=True, utilization_threshold=0.96)
+    assert removed(result) == {"wn-4"}
+    assert result.kept_nodes["wn-1"] == "its pods do not fit on the other nodes"
+
+
+def test_max_drains_per_round_limits_non_empty_nodes_only():
+    wn = make_group("wn")
+    nodes = [make_node(f"wn-{i}", wn) for i in range(1, 6)]
+    pods = [make_pod(f"p{i}", cpu=100, node=f"wn-{i}") for i in (1, 2, 3)]
+    records = [
+        make_record(f"wn-{i}", "wn", NodePhase.USED, since=0, underutilized_since=0) for i in (1, 2, 3)
+    ]
+    records += [make_record(f"wn-{i}", "wn", NodePhase.IDLE, since=0) for i in (4, 5)]
+    result = run(nodes, pods, [wn], records, scale_down_underutilized=True, max_drains_per_round=1)
+    assert removed(result) == {"wn-1", "wn-4", "wn-5"}  # wn-2 takes wn-1's pod; wn-3 waits a round
+    assert "max_drains_per_round (1)" in result.kept_nodes["wn-3"]

@@ -200,3 +200,21 @@ def test_always_on_boards_are_uncordoned_instead_of_booted():
     assert [(u.group, u.nodes) for u in result.scale_ups] == [("pi", ("pi-1",))]
     # Cordoned by an operator (no OFF record of ours): left alone.
     assert run(nodes, [make_pod(cpu=1000)], [edge]).scale_ups == ()
+
+
+def test_min_spare_nodes_boots_an_empty_node_in_the_preferred_group():
+    cloud, edge = make_group("cloud"), make_edge_group("pi", boards=2)
+    result = run(groups=[cloud, edge], min_spare_nodes=1)
+    assert [(u.group, u.count, u.nodes) for u in result.scale_ups] == [("pi", 1, ("pi-1",))]
+    assert "keeping 1 spare nodes" in result.scale_ups[0].reason
+
+
+def test_idle_or_empty_booting_nodes_already_count_as_spares():
+    wn = make_group("wn")
+    idle = make_state(make_record("wn-1", "wn", NodePhase.IDLE, since=NOW - 10))
+    assert run([make_node("wn-1", wn)], [], [wn], idle, min_spare_nodes=1).scale_ups == ()
+    booting = make_state(make_record("wn-2", "wn", NodePhase.POWERING_ON, since=NOW - 10))
+    assert run(groups=[wn], state=booting, min_spare_nodes=1).scale_ups == ()
+    # A booting node that a pending pod will take is not spare: one more boots, in the same ScaleUp batch.
+    taken = run(pods=[make_pod(cpu=1000)], groups=[wn], state=booting, min_spare_nodes=1)
+    assert [(u.group, u.count) for u in taken.scale_ups] == [("wn", 1)]

@@ -164,3 +164,18 @@ def test_validation_refuses_unknown_remote_imports():
 )
 def test_cloud_auth_ids_start_with_a_letter(cloud, ident):
     assert cloud_auth_id(cloud) == ident
+
+
+def test_the_embedded_elasticity_config_reads_back_as_the_same_groups():
+    import json
+
+    from deployer.core.spec import ClusterSpec
+
+    spec = _complete(load_spec(EXAMPLES / "edge-hybrid.yaml"))
+    doc = yaml.safe_load(render_tosca(spec, RenderOptions()))
+    config = json.loads(doc["topology_template"]["node_templates"]["elasticity"]["properties"]["config"])
+    again = ClusterSpec.model_validate({**config, "name": spec.name})
+    assert again.worker_groups == spec.worker_groups
+    assert again.elasticity == spec.elasticity
+    # the board's SSH key path stays on the operator's machine
+    assert [g.model_copy(update={"ssh_key": None}) for g in spec.edge_groups] == list(again.edge_groups)

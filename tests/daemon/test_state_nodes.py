@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 
@@ -14,24 +15,33 @@ def _state() -> ElasticityState:
         records={
             "wn-3": NodeRecord("wn-3", "wn", NodePhase.POWERING_ON, since=100.0, attempts=1, vm_id="3"),
             "edge-a": NodeRecord(
-                "edge-a", "edge", NodePhase.IDLE, since=50.0, idle_since=55.5, underutilized_since=None
+                "edge-a", "edge", NodePhase.IDLE, since=50.0, idle_since=55.5, underutilized_since=60.0
             ),
         },
         group_backoff_until={"wn": 400.0},
         last_scale_up={"wn": 100.0},
         last_scale_down={"edge": 20.0},
+        group_failures={"wn": 2},
     )
 
 
-def test_state_survives_a_restart(tmp_path) -> None:
+def test_the_round_trip_fixture_sets_every_field() -> None:
+    """A field added to the model but not to the store would silently reset on every daemon round."""
+    state = _state()
+    for field in dataclasses.fields(NodeRecord):
+        values = [getattr(record, field.name) for record in state.records.values()]
+        assert any(v not in (None, 0, field.default) for v in values), f"no record sets NodeRecord.{field.name}"
+    for field in dataclasses.fields(ElasticityState):
+        assert getattr(state, field.name), f"the fixture leaves ElasticityState.{field.name} empty"
+
+
+def test_state_survives_a_restart_and_is_private(tmp_path) -> None:
     path = tmp_path / "state.db"
     first = NodeStateStore(path, "c1")
     first.save(_state())
-    first.close()
     again = NodeStateStore(path, "c1")
     assert again.load() == _state()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    again.close()
 
 
 def test_save_replaces_records_that_are_gone(tmp_path) -> None:

@@ -13,7 +13,9 @@ def new_tag() -> str:
 
 def small_tosca(tag: str, *, public_front: bool = False, workers: int = 1) -> str:
     """A front VM and one scalable worker node ``wn`` with no interfaces (so no contextualization)."""
-    endpoint = "\n        endpoint:\n          properties:\n            network_name: PUBLIC" if public_front else ""
+    endpoint = (
+        "\n        endpoint:\n          properties:\n            network_name: PUBLIC" if public_front else ""
+    )
     return f"""tosca_definitions_version: tosca_simple_yaml_1_0
 imports:
   - deployer_types: {types_file()}

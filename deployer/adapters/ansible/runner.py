@@ -119,6 +119,7 @@ class PlaybookResult:
     hosts: dict[str, HostSummary] = field(default_factory=dict)
     failures: list[TaskFailure] = field(default_factory=list)
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    output_tail: list[str] = field(default_factory=list)
 
     @property
     def failed_hosts(self) -> list[str]:
@@ -140,14 +141,17 @@ class _Collector:
         self.failures: list[TaskFailure] = []
         self.facts: dict[str, dict[str, Any]] = {}
         self.stats: dict[str, dict[str, int]] = {}
+        self.plain_tail: list[str] = []  # Ansible's own messages (warnings, errors before any play)
 
     def feed(self, line: str) -> bool:
         """Handle one stdout line; False when it is not one of our events (a plain log line)."""
         try:
             data = json.loads(line)
         except ValueError:
-            return False
+            data = None
         if not isinstance(data, dict) or "event" not in data:
+            if line.strip():
+                self.plain_tail = [*self.plain_tail[-4:], redact(line.strip())]
             return False
         kind = data["event"]
         if kind == "stats":
@@ -236,6 +240,8 @@ def run_playbook(
     book = base / playbook
     if not book.is_file():
         raise UserError(f"no playbook {playbook} in {base}")
+    if _uses_passwords(inventory) and shutil.which("sshpass") is None:
+        raise UserError("SSH with a password needs sshpass (apt-get install sshpass), or use a key")
     ensure_private_dir(logs_dir)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     log_path = logs_dir / f"ansible-{book.stem}-{stamp}-{os.getpid()}.log"
@@ -257,7 +263,13 @@ def run_playbook(
         hosts=collector.summaries(),
         failures=collector.failures,
         facts=collector.facts,
+        output_tail=collector.plain_tail,
     )
+
+
+def _uses_passwords(inventory: dict[str, Any]) -> bool:
+    groups = inventory.get("all", {}).get("children", {}).values()
+    return any("ansible_password" in host for group in groups for host in (group.get("hosts") or {}).values())
 
 
 def _environment(base: Path, run_dir: Path, host_key_checking: bool) -> dict[str, str]:

@@ -12,7 +12,6 @@ session, auth header, timeouts, retries and error mapping).
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -24,8 +23,6 @@ from deployer.adapters.im.client import IMClient
 from deployer.core.placement import Flavor
 from deployer.errors import AuthError, DeployerError, RemoteError
 from deployer.paths import Paths
-
-log = logging.getLogger("deployer.clouds.discovery")
 
 # Connect/read seconds for Keystone, Nova and Glance during discovery.
 OPENSTACK_TIMEOUT = 20
@@ -54,7 +51,7 @@ def _gpus_from_extra_specs(specs: Mapping[str, Any]) -> int:
 
 def openstack_connection(
     auth_type: str, auth: Mapping[str, Any], region: str | None = None, verify: bool = True
-):
+) -> Any:
     """An openstacksdk Connection from explicit settings only (no clouds.yaml or OS_* lookup here)."""
     import openstack
 
@@ -69,7 +66,7 @@ def openstack_connection(
     )
 
 
-def connection_for(config: Mapping[str, Any], verify: bool = True):
+def connection_for(config: Mapping[str, Any], verify: bool = True) -> Any:
     """A Connection for a resolved cloud config (``profiles.openstack_config``) or an EGI site."""
     return openstack_connection(
         str(config.get("auth_type") or "password"),
@@ -237,44 +234,13 @@ def check_cloud(
     import time
 
     from deployer.adapters.clouds import profiles as profiles_mod
-    from deployer.adapters.clouds.tokens import TokenProvider, token_expiry
+    from deployer.adapters.clouds.tokens import token_expiry
 
     env = dict(os.environ) if env is None else dict(env)
     now = time.time() if now is None else now
     profile = profiles_mod.get_profile(paths, name)
-    report = CheckReport(cloud=name, kind=profile.kind, auth_id=profile.auth_id, errors=[])
-    errors = report.errors or []
-    report.errors = errors
-
-    access_token: str | None = None
-    if token or profiles_mod.has_token_source(profile):
-        try:
-            provider = TokenProvider(profiles_mod.token_spec(profile, env, token))
-            access_token = provider.current()
-            report.token_source = provider.spec.describe()
-            expiry = token_expiry(access_token)
-            report.token_expires_in = None if expiry is None else round(expiry - now)
-        except DeployerError as err:
-            errors.append(f"token: {err}")
-
-    try:
-        if profile.kind == "openstack":
-            config = profiles_mod.openstack_config(profile, env)
-            host = urlparse(str((config.get("auth") or {}).get("auth_url", ""))).hostname
-            check_openstack(report, connection_for(config, verify), host)
-        elif profile.kind == "egi" and profile.get("keystone_url") and access_token:
-            auth = {
-                "auth_url": profile.get("keystone_url"),
-                "identity_provider": "egi.eu",
-                "protocol": "openid",
-                "access_token": access_token,
-            }
-            if profile.get("project_id"):
-                auth["project_id"] = profile.get("project_id")
-            conn = openstack_connection("v3oidcaccesstoken", auth, verify=verify)
-            check_openstack(report, conn, urlparse(profile.get("keystone_url") or "").hostname)
-    except DeployerError as err:
-        errors.append(f"OpenStack: {err}")
+    errors: list[str] = []
+    report = CheckReport(cloud=name, kind=profile.kind, auth_id=profile.auth_id, errors=errors)
 
     if profile.kind == "local" and im_entry is None:
         # Reading a Dummy cloud's images and quotas touches no infrastructure: any IM user will do.
@@ -286,9 +252,49 @@ def check_cloud(
         or profiles_mod.im_url_for(profile)
         or (_local_im_url(paths) if profile.kind == "local" else None)
     )
+    auth = None
+    try:
+        auth = profiles_mod.build_cloud_auth(
+            paths, [name], token=token, im_url=url, im_entry=im_entry, env=env
+        )
+        entries = auth.entries()  # fetches the access token once, for every use below
+    except DeployerError as err:
+        errors.append(f"credentials: {err}")
+
+    access_token: str | None = None
+    provider = auth.providers.get(name) if auth is not None else None
+    if provider is not None and not errors:
+        access_token = provider.current()
+        report.token_source = provider.spec.describe()
+        expiry = token_expiry(access_token)
+        report.token_expires_in = None if expiry is None else round(expiry - now)
+
+    try:
+        if profile.kind == "openstack":
+            config = profiles_mod.openstack_config(profile, env)
+            host = urlparse(str((config.get("auth") or {}).get("auth_url", ""))).hostname
+            check_openstack(report, connection_for(config, verify), host)
+        elif profile.kind == "egi" and profile.get("keystone_url") and access_token:
+            os_auth = {
+                "auth_url": profile.get("keystone_url"),
+                "identity_provider": "egi.eu",
+                "protocol": "openid",
+                "access_token": access_token,
+            }
+            if profile.get("project_id"):
+                os_auth["project_id"] = profile.get("project_id")
+            conn = openstack_connection("v3oidcaccesstoken", os_auth, verify=verify)
+            check_openstack(report, conn, urlparse(profile.get("keystone_url") or "").hostname)
+    except DeployerError as err:
+        errors.append(f"OpenStack: {err}")
+
     if url is None:
         errors.append("IM: the embedded local IM is not running; start it with 'deployer local start'")
-        return report
+    elif auth is not None:
+        report.im_url = url
+        with IMClient(url, entries, verify=verify, timeout=(5.0, 30.0), retries=2) as client:
+            check_im(report, client)
+    return report
     report.im_url = url
     try:
         auth = profiles_mod.build_cloud_auth(

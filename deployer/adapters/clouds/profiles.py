@@ -139,7 +139,10 @@ def load_profiles(paths: Paths) -> dict[str, CloudProfile]:
     for name, entry in clouds.items():
         if not isinstance(entry, dict) or "kind" not in entry:
             raise UserError(f"{path}: cloud '{name}' needs 'kind' ({', '.join(KINDS)})")
-        settings = {k: v for k, v in entry.items() if k != "kind"}
+        # Hand-edited files may hold numbers (a numeric project id); every setting is a string.
+        settings = {
+            str(k): v if isinstance(v, (dict, list)) else str(v) for k, v in entry.items() if k != "kind"
+        }
         for key in SECRET_KEYS & settings.keys():
             register_secret(str(settings[key]))
         profiles[str(name)] = CloudProfile(str(name), str(entry["kind"]), settings)
@@ -202,6 +205,9 @@ def token_spec(profile: CloudProfile, env: Mapping[str, str], token: str | None 
         )
     token_env = profile.get("token_env")
     literal = token or profile.get("token") or (env.get(token_env) if token_env else None)
+    if token_env and not literal:
+        # Named explicitly: falling back to another variable could silently pick someone else's token.
+        raise UserError(f"cloud profile '{profile.name}' reads its token from {token_env}, which is not set")
     return TokenSpec.from_options(
         token=literal,
         env=env,
@@ -265,7 +271,10 @@ def openstack_config(profile: CloudProfile, env: Mapping[str, str]) -> dict[str,
         # The loader reads OS_* from os.environ only; give it the caller's environment for this call.
         os.environ.clear()
         os.environ.update(env)
-        loader = os_config.OpenStackConfig(load_envvars=True)
+        config_files, secure_files = _openstack_config_files(env)
+        loader = os_config.OpenStackConfig(
+            config_files=config_files, secure_files=secure_files, load_envvars=True
+        )
         region = profile.get("region")
         cloud = loader.get_one(cloud=profile.get("os_cloud"), region_name=region)
     except os_exceptions.ConfigException as err:
@@ -274,6 +283,20 @@ def openstack_config(profile: CloudProfile, env: Mapping[str, str]) -> dict[str,
         os.environ.clear()
         os.environ.update(saved)
     return dict(cloud.config)
+
+
+def _openstack_config_files(env: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """openstacksdk's search path (cwd, user config dir, site dirs), computed from ``env``'s HOME/XDG.
+
+    openstacksdk fixes its own list when it is imported, from the process's HOME; the caller's
+    environment decides here so that profiles resolve the same way in every process (and in tests).
+    """
+    home = Path(env.get("HOME") or "~").expanduser()
+    user_dir = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "openstack"
+    dirs = [Path.cwd(), user_dir, Path("/etc/xdg/openstack"), Path("/etc/openstack")]
+    config = [str(d / f"clouds.{ext}") for d in dirs for ext in ("yaml", "yml", "json")]
+    secure = [str(d / f"secure.{ext}") for d in dirs for ext in ("yaml", "yml", "json")]
+    return config, secure
 
 
 def openstack_entry(profile: CloudProfile, config: Mapping[str, Any], token: Callable[[], str]) -> AuthEntry:
@@ -496,7 +519,7 @@ def build_cloud_auth(
                 url,
                 chosen_url,
             )
-    builders.append(_im_line_builder(profiles, env, provider, im_entry))
+    builders.append(_im_line_builder(profiles, env, provider, im_entry, token is not None))
     return CloudAuth(im_url=chosen_url, clouds=names, _builders=builders, providers=providers)
 
 
@@ -538,6 +561,7 @@ def _im_line_builder(
     env: Mapping[str, str],
     provider: Callable[[CloudProfile], TokenProvider],
     im_entry: AuthEntry | None,
+    token_given: bool,
 ) -> Callable[[], AuthEntry]:
     if im_entry is not None:
         return lambda: im_entry
@@ -547,7 +571,7 @@ def _im_line_builder(
             register_secret(entry.fields["password"])
             return lambda: entry
     for profile in profiles:
-        if has_token_source(profile):
+        if token_given or has_token_source(profile):
             tokens = provider(profile)
             return lambda: _entry(profile, "InfrastructureManager", None, {"token": tokens.current()})
     if all(p.kind == "local" for p in profiles):

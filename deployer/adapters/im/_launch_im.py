@@ -5,9 +5,11 @@ fixed files, and several of them are bound when its modules are imported (the RE
 ``IM.im_service``, ``WAIT_PUBLIC_IP_TIMEOUT`` as a default argument in ``IM.ConfManager``), so this
 launcher sets ``IM.config.Config`` first and imports the service afterwards.
 
-Two guards make this IM safe to run on any machine (see shared/notes/im.md, SAFETY):
-- the process may only open sockets to loopback addresses and only resolve local names, so it can
-  never SSH to a Dummy VM's fake address nor download types or recipes from the internet;
+Three guards make this IM safe to run on any machine (see shared/notes/im.md, SAFETY):
+- contextualization is off for every infrastructure, whatever its template says, so the IM never
+  tries to SSH into a Dummy VM's fake address nor runs Ansible (which would fetch roles);
+- the process may only open sockets to loopback addresses and only resolve local names, so even a
+  mistake can never reach another host or download types from the internet;
 - the Dummy connector also gives a simulated public address to VMs that ask for a public network, so
   the IM's wait for public IPs succeeds and the deployment stays ``configured`` (without this the IM
   flips it to ``unconfigured`` after ``WAIT_PUBLIC_IP_TIMEOUT``).
@@ -73,6 +75,20 @@ def _is_ip_literal(host: object) -> bool:
     return True
 
 
+def disable_contextualization() -> None:
+    """Make every infrastructure take the IM's own "contextualize ()" path: only wait for the IPs."""
+    from IM.InfrastructureInfo import InfrastructureInfo
+
+    original = InfrastructureInfo.Contextualize
+
+    def contextualize(self: Any, auth: Any, vm_list: Any = None) -> Any:
+        # An empty item map is what the RADL "contextualize ()" parses to: contextualization disabled.
+        self.radl.contextualize.items = {}
+        return original(self, auth, vm_list)
+
+    InfrastructureInfo.Contextualize = contextualize
+
+
 def simulate_public_ips() -> None:
     """Give Dummy VMs an address on each public network they are connected to."""
     from IM.connectors.Dummy import DummyCloudConnector
@@ -122,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     Config.REST_SSL = False
 
     install_network_guard()
+    disable_contextualization()
     simulate_public_ips()
 
     from IM import im_service

@@ -36,9 +36,10 @@ IM_AUTH_TYPE = "InfrastructureManager"
 # removal or reconfigure may take longer on a busy IM.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 60.0)
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
-# How long an ambiguous create keeps looking for its infrastructure before resubmitting:
-# the IM may still be parsing the template when our connection broke.
-_FIND_AFTER_AMBIGUOUS_S = 6.0
+# After an ambiguous create, how often (and how far apart) to look for the infrastructure before
+# resubmitting: the IM may still be parsing the template when our connection broke.
+_LOOKUPS_AFTER_AMBIGUOUS = 4
+_LOOKUP_PAUSE_S = 1.5
 
 
 class CreateOutcomeUnknown(TransientError):
@@ -68,8 +69,8 @@ class IMClient:
         verify: bool | str = True,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retries: int = 4,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 8.0,
+        backoff_base: float = 0.25,
+        backoff_cap: float = 4.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url.rstrip("/")
@@ -281,22 +282,23 @@ class IMClient:
     def _locate_after_ambiguity(
         self, deployment_tag: str, skip_ids: Iterable[str], cause: TransientError
     ) -> str | None:
-        """Look for the tag for a few seconds (the IM may still be registering it).
+        """Look for the tag a few times, seconds apart (the IM may still be registering it).
 
         None only when the IM answered and has no such infrastructure.
         """
-        deadline = time.monotonic() + _FIND_AFTER_AMBIGUOUS_S
         answered = False
+        found: str | None = None
         last_error: TransientError = cause
-        while True:
+        for lookup in range(_LOOKUPS_AFTER_AMBIGUOUS):
+            if lookup:
+                self._sleep(_LOOKUP_PAUSE_S)
             try:
                 found = self.find_by_tag(deployment_tag, skip_ids=skip_ids)
                 answered = True
             except TransientError as err:
-                found, last_error = None, err
-            if found is not None or time.monotonic() >= deadline:
+                last_error = err
+            if found is not None:
                 break
-            self._sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         if found is None and not answered:
             raise CreateOutcomeUnknown(
                 f"{last_error}; cannot tell whether the IM created the infrastructure (deployment tag "
@@ -363,13 +365,24 @@ class IMClient:
     def start(self, inf_id: str) -> None:
         self._request("PUT", f"/infrastructures/{inf_id}/start", what=f"start {inf_id}")
 
-    def destroy(self, inf_id: str) -> bool:
-        """Destroy an infrastructure. Returns False when it was already gone (which is success)."""
-        try:
-            self._request("DELETE", f"/infrastructures/{inf_id}", what=f"destroy infrastructure {inf_id}")
-        except RemoteNotFound:
-            return False
-        return True
+    def destroy(self, inf_id: str, *, busy_wait: float = 60.0) -> bool:
+        """Destroy an infrastructure. Returns False when it was already gone (which is success).
+
+        While the IM is still launching VMs it answers 409; that is waited out for ``busy_wait`` s.
+        """
+        deadline = time.monotonic() + busy_wait
+        while True:
+            try:
+                self._request("DELETE", f"/infrastructures/{inf_id}", what=f"destroy infrastructure {inf_id}")
+            except RemoteNotFound:
+                return False
+            except RemoteConflict:
+                if time.monotonic() >= deadline:
+                    raise
+                log.info("infrastructure %s is busy; destroying it when the IM lets us", inf_id)
+                self._sleep(1.0)
+                continue
+            return True
 
     def estimate(self, tosca: str) -> dict[str, Any]:
         """The IM's resource estimate for a template (``dry_run``): nothing is created."""
@@ -409,9 +422,10 @@ def _im_message(response: requests.Response) -> str:
 
 
 def _trim_traceback(text: str) -> str:
-    if "Traceback (most recent call last)" not in text:
-        return " ".join(text.split())[:2000]
-    lines = [line for line in text.splitlines() if line.strip()]
-    # A traceback ends with "ExceptionType: message"; earlier lines are frames and source.
-    tail = [line for line in lines if not line.startswith((" ", "\t", "Traceback"))]
-    return " ".join(" ".join(tail[-3:]).split())[:2000]
+    """Keep the messages, drop stack frames: frame and source lines are indented by 2+ blanks."""
+    kept = [
+        line
+        for line in text.splitlines()
+        if line.strip() and not line.startswith(("  ", "\t\t", "\t ", " \t", "Traceback ("))
+    ]
+    return " ".join(" ".join(kept).split())[:2000]

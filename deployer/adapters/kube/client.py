@@ -30,7 +30,7 @@ from deployer.adapters.kube.convert import (
     pod_from_api,
 )
 from deployer.adapters.kube.informer import Reflector
-from deployer.core.elasticity.model import DisruptionBudget, Node, OwnerKind, Pod, Snapshot
+from deployer.core.elasticity.model import DisruptionBudget, OwnerKind, Pod, Snapshot
 from deployer.errors import (
     AuthError,
     RemoteConflict,
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 PodListener = Callable[[Pod], None]
 _TERMINAL_PHASES = ("Succeeded", "Failed")
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+_DIES_WITH_NODE = (OwnerKind.DAEMON_SET, OwnerKind.MIRROR)
 
 
 def make_api_client(
@@ -104,6 +106,16 @@ def translate_api_error(exc: BaseException, action: str) -> RemoteError:
     return RemoteError(f"Kubernetes API: {action}: {exc}")
 
 
+def _pod_name(pod: Any) -> str:
+    return f"{pod.metadata.namespace}/{pod.metadata.name}"
+
+
+def _must_leave(pod: Any) -> bool:
+    """A pod a drain evicts: not a DaemonSet or mirror pod (they die with the node), not finished."""
+    finished = pod.status is not None and pod.status.phase in _TERMINAL_PHASES
+    return not finished and owner_kind(pod.metadata) not in _DIES_WITH_NODE
+
+
 @dataclass(frozen=True, slots=True)
 class DrainResult:
     """What ``drain()`` did. ``complete`` means every evictable pod left the node: safe to power it off."""
@@ -125,8 +137,9 @@ class KubeCluster:
 
     ``group_label`` is the node label whose value names the node group (``deployer.io/group=<group>``).
     Listeners added with ``add_unschedulable_listener`` are called (on a watch thread; keep them quick)
-    once for each pod that newly becomes Pending with PodScheduled=False/Unschedulable: the daemon
-    batches these into one decision.
+    once for each pod that newly becomes Pending with PodScheduled=False/Unschedulable, including those
+    found by the first list: the daemon batches these into one decision. Writes raise
+    ``deployer.errors`` (RemoteNotFound, RemoteConflict, AuthError, TransientError, RemoteError).
     """
 
     def __init__(
@@ -135,9 +148,11 @@ class KubeCluster:
         *,
         group_label: str = DEFAULT_GROUP_LABEL,
         watch_timeout: int = 60,
+        request_timeout: float = 30.0,
     ) -> None:
         self.api_client = api_client
         self.group_label = group_label
+        self.request_timeout = request_timeout  # every write and fresh read: a dead server cannot hang us
         self.core = client.CoreV1Api(api_client)
         self.policy = client.PolicyV1Api(api_client)
         self._listeners: list[PodListener] = []
@@ -201,6 +216,7 @@ class KubeCluster:
         nothing. ``synced`` is False until every watch has listed once.
         """
         label = group_label or self.group_label
+        synced = self.synced  # read before the caches: a snapshot never claims more than it holds
         return Snapshot(
             nodes=tuple(sorted((node_from_api(n, label) for n in self.nodes.items()), key=lambda n: n.name)),
             pods=tuple(
@@ -210,15 +226,8 @@ class KubeCluster:
                 )
             ),
             budgets=tuple(self.budgets.items()),
-            synced=self.synced,
+            synced=synced,
         )
-
-    def node(self, name: str) -> Node | None:
-        """One node from the cache (None if unknown)."""
-        for raw in self.nodes.items():
-            if raw.metadata.name == name:
-                return node_from_api(raw, self.group_label)
-        return None
 
     def add_unschedulable_listener(self, listener: PodListener) -> None:
         with self._listeners_lock:
@@ -244,32 +253,29 @@ class KubeCluster:
         """Make ``node`` schedulable again (idempotent)."""
         self._patch_node(node, {"spec": {"unschedulable": None}}, "uncordon")
 
-    def label_node(self, node: str, labels: dict[str, str | None]) -> None:
-        """Set (or, with None, remove) labels on ``node``."""
-        self._patch_node(node, {"metadata": {"labels": labels}}, "label")
-
     def _patch_node(self, node: str, patch: dict[str, Any], action: str) -> None:
         try:
-            self.core.patch_node(node, patch)
+            self.core.patch_node(node, patch, _request_timeout=self.request_timeout)
         except Exception as exc:
             raise translate_api_error(exc, f"{action} node {node}") from exc
 
     def delete_node(self, node: str) -> None:
         """Delete the Node object after its machine is gone. Already gone (404) counts as done."""
         try:
-            self.core.delete_node(node)
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            raise translate_api_error(exc, f"delete node {node}") from exc
+            self.core.delete_node(node, _request_timeout=self.request_timeout)
         except Exception as exc:
-            raise translate_api_error(exc, f"delete node {node}") from exc
+            error = translate_api_error(exc, f"delete node {node}")
+            if not isinstance(error, RemoteNotFound):
+                raise error from exc
 
     def pods_on_node(self, node: str) -> list[Any]:
         """The raw ``V1Pod`` objects bound to ``node``, read from the API server (not the cache)."""
         try:
             return list(
-                self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items or ()
+                self.core.list_pod_for_all_namespaces(
+                    field_selector=f"spec.nodeName={node}", _request_timeout=self.request_timeout
+                ).items
+                or ()
             )
         except Exception as exc:
             raise translate_api_error(exc, f"list pods on node {node}") from exc
@@ -284,23 +290,33 @@ class KubeCluster:
     ) -> DrainResult:
         """Cordon ``node`` then evict its pods through the eviction API, honouring PodDisruptionBudgets.
 
-        DaemonSet and mirror pods are skipped. A pod whose eviction the API refuses with 429 (a PDB) is
-        retried up to ``max_attempts`` times ``retry_interval`` apart; if it is still refused the drain
-        stops there and reports it in ``blocked``: the caller must NOT power off or delete the node
-        (the node stays cordoned; ``uncordon`` it to give it back). Then waits, until ``timeout``, for the
-        evicted pods to leave. Never deletes the node.
+        DaemonSet and mirror pods are skipped. Pods annotated ``safe-to-evict: "false"`` make the drain
+        refuse before it cordons (defence in depth: the planner should never pick such a node). A pod
+        whose eviction the API refuses with 429 (a PDB) is retried up to ``max_attempts`` times
+        ``retry_interval`` apart; if it is still refused the drain stops there and reports it in
+        ``blocked``: the caller must NOT power off or delete the node (it stays cordoned; ``uncordon``
+        it to give it back). Then waits, until ``timeout``, for the evicted pods to leave. Bare pods
+        (no controller) are evicted like the rest. Never deletes the node.
         """
         deadline = time.monotonic() + timeout
+        protected = sorted(
+            _pod_name(pod)
+            for pod in self.pods_on_node(node)
+            if _must_leave(pod) and (pod.metadata.annotations or {}).get(SAFE_TO_EVICT) == "false"
+        )
+        if protected:
+            return DrainResult(
+                node, blocked=tuple(protected), reason=f"{SAFE_TO_EVICT}=false on {protected[0]}"
+            )
         self.cordon(node)
         evicted: list[str] = []
         skipped: list[str] = []
         for pod in self.pods_on_node(node):
-            name = f"{pod.metadata.namespace}/{pod.metadata.name}"
-            phase = pod.status.phase if pod.status else None
-            if owner_kind(pod.metadata) in (OwnerKind.DAEMON_SET, OwnerKind.MIRROR):
+            name = _pod_name(pod)
+            if owner_kind(pod.metadata) in _DIES_WITH_NODE:
                 skipped.append(name)
                 continue
-            if phase in _TERMINAL_PHASES:
+            if not _must_leave(pod):
                 continue
             if not self._evict(pod, deadline, retry_interval, max_attempts):
                 log.warning("drain of %s stopped: a PodDisruptionBudget blocks evicting %s", node, name)
@@ -332,7 +348,9 @@ class KubeCluster:
         )
         for attempt in range(1, max_attempts + 1):
             try:
-                self.core.create_namespaced_pod_eviction(meta.name, meta.namespace, body)
+                self.core.create_namespaced_pod_eviction(
+                    meta.name, meta.namespace, body, _request_timeout=self.request_timeout
+                )
                 return True
             except ApiException as exc:
                 if exc.status == 404:

@@ -217,8 +217,9 @@ def node_from_api(node: Any, group_label: str = DEFAULT_GROUP_LABEL) -> Node:
 def budget_from_api(pdb: Any) -> DisruptionBudget:
     """A ``V1PodDisruptionBudget`` as the core's ``DisruptionBudget``.
 
-    The core matches on labels only; a PDB that also uses matchExpressions is reduced to its matchLabels,
-    and one whose selector has expressions only is kept with disruptions_allowed as reported.
+    The core matches on matchLabels only, so a selector's matchExpressions are dropped: the budget then
+    covers MORE pods (an empty selector covers the whole namespace, as in policy/v1), which errs on the
+    side of not disrupting.
     """
     selector = pdb.spec.selector if pdb.spec else None
     return DisruptionBudget(

@@ -1,11 +1,11 @@
 """List+watch one kind of Kubernetes object into a local cache of converted values.
 
 Used by ``KubeCluster`` (client.py) for pods, nodes and PodDisruptionBudgets. We do not use
-``kubernetes.informer.SharedInformer`` (v37) because it has no "has synced" signal (the planner must not
-decide on a half-listed cluster) and its ``stop()`` can miss a watch that is still connecting and then
-block until the server ends the stream; here every wait is bounded and ``stop()`` keeps closing the
-current stream until the thread has left. Streaming and deserialisation are the client's
-``kubernetes.watch.Watch``.
+``kubernetes.informer.SharedInformer`` (the same code in v36 and v37): it has no "has synced" signal (the
+planner must not decide on a half-listed cluster), and its ``stop()`` can miss a watch that is still
+connecting and then block until the server ends the stream. Here every wait is bounded and ``stop()``
+keeps closing the current stream until the thread has left. Streaming and deserialisation are the
+client's ``kubernetes.watch.Watch``.
 
 Protocol: list (records the list's resourceVersion), then watch from it with a server-side
 ``timeoutSeconds``; resume from the last seen resourceVersion (BOOKMARKs included); on ``410 Gone`` relist

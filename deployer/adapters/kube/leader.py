@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from kubernetes import client
@@ -30,8 +31,11 @@ class _LeaseLock:
     resourceVersion last read, so two candidates racing for an expired Lease cannot both win (409).
     """
 
-    def __init__(self, api: client.CoordinationV1Api, name: str, namespace: str, identity: str) -> None:
+    def __init__(
+        self, api: client.CoordinationV1Api, name: str, namespace: str, identity: str, timeout: float
+    ) -> None:
         self.api = api
+        self.timeout = timeout  # per request: a hung API server must not outlast the renew deadline
         self.name = name
         self.namespace = namespace
         self.identity = identity
@@ -39,7 +43,7 @@ class _LeaseLock:
 
     def get(self, name: str, namespace: str) -> tuple[bool, object]:
         try:
-            self.lease = self.api.read_namespaced_lease(name, namespace)
+            self.lease = self.api.read_namespaced_lease(name, namespace, _request_timeout=self.timeout)
         except ApiException as exc:
             return False, exc
         spec = self.lease.spec or client.V1LeaseSpec()
@@ -53,7 +57,7 @@ class _LeaseLock:
     def create(self, name: str, namespace: str, election_record: LeaderElectionRecord) -> bool:
         body = client.V1Lease(metadata=client.V1ObjectMeta(name=name), spec=_spec(election_record))
         try:
-            self.lease = self.api.create_namespaced_lease(namespace, body)
+            self.lease = self.api.create_namespaced_lease(namespace, body, _request_timeout=self.timeout)
         except ApiException as exc:
             log.info("could not create lease %s/%s: %s", namespace, name, exc.reason)
             return False
@@ -64,7 +68,9 @@ class _LeaseLock:
             return False
         self.lease.spec = _spec(updated_record)
         try:
-            self.lease = self.api.replace_namespaced_lease(name, namespace, self.lease)
+            self.lease = self.api.replace_namespaced_lease(
+                name, namespace, self.lease, _request_timeout=self.timeout
+            )
         except ApiException as exc:
             log.info("could not update lease %s/%s: %s", namespace, name, exc.reason)
             return False
@@ -105,6 +111,7 @@ class _StoppableElection(leaderelection.LeaderElection):
         return False
 
     def renew_loop(self, leading_failed: threading.Event | None = None) -> None:
+        # ``leading_failed`` exists for v37's signature; our on-started callback only sets an Event.
         cfg = self.election_config
         while not self._stop.is_set():
             deadline = time.monotonic() + cfg.renew_deadline
@@ -118,11 +125,11 @@ class _StoppableElection(leaderelection.LeaderElection):
             self._stop.wait(cfg.retry_period)
 
     @staticmethod
-    def _try(step) -> bool:  # type: ignore[no-untyped-def]
+    def _try(step: Callable[[], object]) -> bool:
         try:
             return bool(step())
-        except Exception:  # an unreachable API server while renewing: retry until the deadline
-            log.exception("lease renewal failed")
+        except Exception as exc:  # an unreachable API server: retry (a leader only until its deadline)
+            log.warning("lease update failed: %s", exc)
             return False
 
 
@@ -153,7 +160,7 @@ class LeaderElector:
             )
         self.identity = identity
         self._api = client.CoordinationV1Api(api_client)
-        self._lock = _LeaseLock(self._api, name, namespace, identity)
+        self._lock = _LeaseLock(self._api, name, namespace, identity, timeout=retry_period)
         self._stop = threading.Event()
         self._leading = threading.Event()
         self._thread: threading.Thread | None = None
@@ -183,7 +190,11 @@ class LeaderElector:
     def _run(self) -> None:
         # Lost leadership goes back to competing as a follower until stopped.
         while not self._stop.is_set():
-            _StoppableElection(self._config, self._stop).run()
+            try:
+                _StoppableElection(self._config, self._stop).run()
+            except Exception:  # never let the election thread die: that would silently end leadership
+                log.exception("leader election failed; competing again")
+                self._stop.wait(self._config.retry_period)
             self._leading.clear()
 
     def stop(self, *, release: bool = True, timeout: float = 10.0) -> None:
@@ -203,6 +214,8 @@ class LeaderElector:
         # An empty holder lets a follower take the Lease at its next try instead of after lease_duration.
         lease.spec.holder_identity = None
         try:
-            self._api.replace_namespaced_lease(lease.metadata.name, lease.metadata.namespace, lease)
-        except ApiException as exc:
-            log.info("could not release lease %s: %s", lease.metadata.name, exc.reason)
+            self._api.replace_namespaced_lease(
+                lease.metadata.name, lease.metadata.namespace, lease, _request_timeout=self._lock.timeout
+            )
+        except Exception as exc:  # best effort: the Lease expires by itself anyway
+            log.info("could not release lease %s: %s", lease.metadata.name, exc)

@@ -6,7 +6,8 @@ with the count lowered and the VMs named in ``removal_list``.
 
 Node names: the rendered TOSCA gives each worker the hostname ``<group>-#N#`` (``deployer.core.render.
 WORKER_HOSTNAME``), and the IM replaces ``#N#`` with the VM's IM id, so the kubelet registers as
-``<group>-<vm id>``. We map both ways through that pattern (and prefer the ``dns_name`` the IM reports).
+``<group>-<vm id>``. New VMs are named through that pattern; existing ones by the ``dns_name`` the IM
+reports for them (falling back to the pattern), so a node name always leads back to its VM id.
 
 The template we post is the IM's own stored TOSCA with every scalable node's count set to the number of VMs
 that really exist for it, so VMs removed behind our back are never resurrected by a scale of another group.
@@ -15,7 +16,6 @@ that really exist for it, so VMs removed behind our back are never resurrected b
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -33,13 +33,6 @@ log = logging.getLogger(__name__)
 def node_name_for(group: str, vm_id: str, pattern: str = WORKER_HOSTNAME) -> str:
     """The Kubernetes node name of IM VM ``vm_id`` of ``group`` (``wn`` + ``3`` → ``wn-3``)."""
     return pattern.format(group=group).replace("#N#", vm_id)
-
-
-def vm_id_for(group: str, node_name: str, pattern: str = WORKER_HOSTNAME) -> str | None:
-    """The IM VM id encoded in a node name, or None when the name does not follow the group's pattern."""
-    prefix, _, suffix = pattern.format(group=group).partition("#N#")
-    match = re.fullmatch(re.escape(prefix) + r"(\d+)" + re.escape(suffix), node_name)
-    return match.group(1) if match else None
 
 
 def set_scalable_counts(
@@ -64,8 +57,10 @@ def set_scalable_counts(
     for name, properties in scalable.items():
         properties["count"] = counts.get(name, 0)
         removal = (removal_lists or {}).get(name)
+        # The IM merges what we post into its stored TOSCA list element by element, so entries of an older,
+        # longer removal_list may trail ours; it reads only the first (current - count) ids, which are ours.
         if removal:
-            properties["removal_list"] = [int(vm_id) for vm_id in removal]
+            properties["removal_list"] = [str(vm_id) for vm_id in removal]  # the type says list of string
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
 
 
@@ -105,19 +100,18 @@ class IMPowerManager:
 
     def power_off(self, group: NodeGroup, nodes: Sequence[str]) -> None:
         client = self._client_for()
-        existing = {powered.name: powered.vm_id for powered in self._group_nodes(client, group)}
-        doomed = [existing[name] for name in nodes if existing.get(name) is not None]
+        existing = self._group_vm_ids(client, group)
+        ids = [existing[name] for name in nodes if name in existing]
         gone = [name for name in nodes if name not in existing]
         if gone:
             log.info(
                 "nodes %s of group %s have no VM any more: nothing to remove", ", ".join(gone), group.name
             )
-        if not doomed:
+        if not ids:
             return
         counts = self._counts(client)
         system = node_id(group.name)
-        counts[system] = counts.get(system, 0) - len(doomed)
-        ids = [vm_id for vm_id in doomed if vm_id is not None]
+        counts[system] = counts.get(system, 0) - len(ids)
         tosca = set_scalable_counts(
             client.tosca(self._inf_id), counts, target=system, removal_lists={system: ids}
         )
@@ -127,15 +121,19 @@ class IMPowerManager:
         log.info("IM removed VM(s) %s of group %s", ", ".join(ids), group.name)
 
     def nodes(self, group: NodeGroup) -> list[PoweredOn]:
-        return self._group_nodes(self._client_for(), group)
+        named = self._group_vm_ids(self._client_for(), group)
+        return sorted(
+            (PoweredOn(name, vm_id) for name, vm_id in named.items()), key=lambda p: int(p.vm_id or 0)
+        )
 
-    def _group_nodes(self, client: IMClient, group: NodeGroup) -> list[PoweredOn]:
+    def _group_vm_ids(self, client: IMClient, group: NodeGroup) -> dict[str, str]:
+        """Node name -> IM VM id for every live VM of ``group``."""
         system = node_id(group.name)
-        found = []
-        for vm_id, (vm_system, hostname) in self._vms(client).items():
-            if vm_system == system:
-                found.append(PoweredOn(hostname or node_name_for(group.name, vm_id, self._pattern), vm_id))
-        return sorted(found, key=lambda p: int(p.vm_id or 0))
+        return {
+            hostname or node_name_for(group.name, vm_id, self._pattern): vm_id
+            for vm_id, (vm_system, hostname) in self._vms(client).items()
+            if vm_system == system
+        }
 
     def _vms(self, client: IMClient) -> dict[str, tuple[str, str | None]]:
         """Every live VM of the infrastructure with its system (TOSCA node) name; cached per VM id."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from deployer.adapters.state.db import connect
 
+_COLUMNS = "cluster, host, node_name, node_group, ssh_user, ssh_key, mac, joined_at"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS edge_hosts (
     cluster TEXT NOT NULL,
@@ -57,7 +58,7 @@ class EdgeHostStore:
         conn = connect(self._path)
         try:
             conn.execute(
-                "INSERT INTO edge_hosts (cluster, host, node_name, node_group, ssh_user, ssh_key, mac, joined_at)"
+                f"INSERT INTO edge_hosts ({_COLUMNS})"  # noqa: S608 - a constant column list
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (cluster, host) DO UPDATE SET node_name = excluded.node_name,"
                 " node_group = excluded.node_group, ssh_user = excluded.ssh_user, ssh_key = excluded.ssh_key,"
@@ -95,11 +96,8 @@ class EdgeHostStore:
     def _select(self, where: str, args: tuple[str, ...]) -> list[EdgeHostRecord]:
         conn = connect(self._path)
         try:
-            rows = conn.execute(
-                "SELECT cluster, host, node_name, node_group, ssh_user, ssh_key, mac, joined_at"
-                f" FROM edge_hosts {where}",  # noqa: S608 - where clauses are fixed strings above
-                args,
-            ).fetchall()
+            sql = f"SELECT {_COLUMNS} FROM edge_hosts {where}"  # noqa: S608 - fixed clauses only
+            rows = conn.execute(sql, args).fetchall()
         finally:
             conn.close()
         return [EdgeHostRecord(**dict(row)) for row in rows]

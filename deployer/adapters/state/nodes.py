@@ -9,7 +9,8 @@ database serves several clusters.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from deployer.adapters.state.db import connect
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS elasticity_nodes (
     attempts INTEGER NOT NULL DEFAULT 0,
     idle_since REAL,
     vm_id TEXT,
+    underutilized_since REAL,
     PRIMARY KEY (cluster, name)
 );
 CREATE TABLE IF NOT EXISTS elasticity_groups (
@@ -33,23 +35,47 @@ CREATE TABLE IF NOT EXISTS elasticity_groups (
     backoff_until REAL,
     last_scale_up REAL,
     last_scale_down REAL,
+    failures INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (cluster, node_group)
 );
 """
 
 
 class NodeStateStore:
-    """Load and save one cluster's ``ElasticityState``. Not shared between threads."""
+    """Load and save one cluster's ``ElasticityState``. Each call opens its own short-lived connection, so
+    one store may be used from any thread (the daemon loop runs rounds off the main thread)."""
 
     def __init__(self, path: Path, cluster: str) -> None:
         self.cluster = cluster
-        self._conn = connect(path)
-        self._conn.executescript(_SCHEMA)
+        self._path = path
+        with self._connection() as conn:
+            conn.executescript(_SCHEMA)
 
-    def close(self) -> None:
-        self._conn.close()
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        conn = connect(self._path)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (connections run in autocommit mode)."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def load(self) -> ElasticityState:
+        with self._connection() as conn:
+            return self._load(conn)
+
+    def _load(self, conn: sqlite3.Connection) -> ElasticityState:
         records = {
             row["name"]: NodeRecord(
                 name=row["name"],
@@ -59,13 +85,17 @@ class NodeStateStore:
                 attempts=row["attempts"],
                 idle_since=row["idle_since"],
                 vm_id=row["vm_id"],
+                underutilized_since=row["underutilized_since"],
             )
-            for row in self._conn.execute("SELECT * FROM elasticity_nodes WHERE cluster = ?", (self.cluster,))
+            for row in conn.execute("SELECT * FROM elasticity_nodes WHERE cluster = ?", (self.cluster,))
         }
         backoff: dict[str, float] = {}
         ups: dict[str, float] = {}
         downs: dict[str, float] = {}
-        for row in self._conn.execute("SELECT * FROM elasticity_groups WHERE cluster = ?", (self.cluster,)):
+        failures: dict[str, int] = {}
+        for row in conn.execute("SELECT * FROM elasticity_groups WHERE cluster = ?", (self.cluster,)):
+            if row["failures"]:
+                failures[row["node_group"]] = row["failures"]
             for column, target in (
                 ("backoff_until", backoff),
                 ("last_scale_up", ups),
@@ -74,30 +104,37 @@ class NodeStateStore:
                 if row[column] is not None:
                     target[row["node_group"]] = row[column]
         return ElasticityState(
-            records=records, group_backoff_until=backoff, last_scale_up=ups, last_scale_down=downs
+            records=records,
+            group_backoff_until=backoff,
+            last_scale_up=ups,
+            last_scale_down=downs,
+            group_failures=failures,
         )
 
     def put(self, record: NodeRecord) -> None:
-        """Write one node's record now (one transaction): called right after each side effect."""
-        with self._transaction():
-            self._upsert(record)
+        """Write one node's record now (one transaction)."""
+        with self._transaction() as conn:
+            self._upsert(conn, record)
 
     def remove(self, name: str) -> None:
-        with self._transaction():
-            self._conn.execute(
-                "DELETE FROM elasticity_nodes WHERE cluster = ? AND name = ?", (self.cluster, name)
-            )
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM elasticity_nodes WHERE cluster = ? AND name = ?", (self.cluster, name))
 
     def save(self, state: ElasticityState) -> None:
         """Replace the stored state with ``state`` atomically."""
-        with self._transaction():
-            self._conn.execute("DELETE FROM elasticity_nodes WHERE cluster = ?", (self.cluster,))
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM elasticity_nodes WHERE cluster = ?", (self.cluster,))
             for record in state.records.values():
-                self._upsert(record)
-            self._conn.execute("DELETE FROM elasticity_groups WHERE cluster = ?", (self.cluster,))
-            groups = set(state.group_backoff_until) | set(state.last_scale_up) | set(state.last_scale_down)
-            self._conn.executemany(
-                "INSERT INTO elasticity_groups VALUES (?, ?, ?, ?, ?)",
+                self._upsert(conn, record)
+            conn.execute("DELETE FROM elasticity_groups WHERE cluster = ?", (self.cluster,))
+            groups = (
+                set(state.group_backoff_until)
+                | set(state.last_scale_up)
+                | set(state.last_scale_down)
+                | set(state.group_failures)
+            )
+            conn.executemany(
+                "INSERT INTO elasticity_groups VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (
                         self.cluster,
@@ -105,14 +142,15 @@ class NodeStateStore:
                         state.group_backoff_until.get(group),
                         state.last_scale_up.get(group),
                         state.last_scale_down.get(group),
+                        state.group_failures.get(group, 0),
                     )
                     for group in sorted(groups)
                 ],
             )
 
-    def _upsert(self, record: NodeRecord) -> None:
-        self._conn.execute(
-            "INSERT OR REPLACE INTO elasticity_nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    def _upsert(self, conn: sqlite3.Connection, record: NodeRecord) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO elasticity_nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 self.cluster,
                 record.name,
@@ -122,27 +160,6 @@ class NodeStateStore:
                 record.attempts,
                 record.idle_since,
                 record.vm_id,
+                record.underutilized_since,
             ),
         )
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._conn)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK: the connection runs in autocommit mode (isolation_level=None)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._conn.execute("BEGIN IMMEDIATE")
-        return self._conn
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-def records_in(state: ElasticityState, phases: Iterable[NodePhase]) -> list[NodeRecord]:
-    wanted = set(phases)
-    return [record for record in state.records.values() if record.phase in wanted]

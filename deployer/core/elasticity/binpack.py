@@ -17,6 +17,9 @@ from deployer.core.elasticity.scheduling import hard_taints, label_mismatch
 
 _UNBOUNDED = 1 << 62
 
+# (what is being checked, where) -> feasible; shared by all packers of one planning round.
+FeasibilityCache = dict[tuple[object, object], bool]
+
 
 @dataclass(slots=True, eq=False)
 class Bin:
@@ -81,10 +84,6 @@ class Bin:
         self.gpu -= req.gpu * count
         self.pods -= req.pods * count
 
-    @property
-    def free(self) -> Resources:
-        return Resources(self.cpu_m, self.memory_mib, self.gpu, self.pods)
-
 
 @dataclass(slots=True)
 class PodClass:
@@ -92,23 +91,30 @@ class PodClass:
 
     exemplar: Pod
     pods: list[Pod]
+    constraints: Constraints  # what decides feasibility (selector, affinity, tolerations)
 
     @property
     def requests(self) -> Resources:
         return self.exemplar.requests
 
     def with_pods(self, pods: list[Pod]) -> PodClass:
-        return PodClass(self.exemplar, pods)
+        return PodClass(self.exemplar, pods, self.constraints)
 
 
-def class_key(pod: Pod) -> tuple[object, ...]:
-    return (
-        pod.priority,
-        pod.requests,
-        tuple(sorted(pod.node_selector.items())),
-        pod.required_affinity,
-        pod.tolerations,
-    )
+class Constraints:
+    """A pod's selector, required affinity and tolerations as one dictionary key, hashed once."""
+
+    __slots__ = ("_hash", "key")
+
+    def __init__(self, pod: Pod) -> None:
+        self.key = (tuple(sorted(pod.node_selector.items())), pod.required_affinity, pod.tolerations)
+        self._hash = hash(self.key)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Constraints) and self._hash == other._hash and self.key == other.key
 
 
 def pod_classes(pods: Iterable[Pod]) -> list[PodClass]:
@@ -116,13 +122,13 @@ def pod_classes(pods: Iterable[Pod]) -> list[PodClass]:
 
     Within a class pods keep FIFO order (created_at, uid), so the oldest pods get room first.
     """
-    by_key: dict[tuple[object, ...], list[Pod]] = {}
+    by_key: dict[tuple[int, Resources, Constraints], list[Pod]] = {}
     for pod in pods:
-        by_key.setdefault(class_key(pod), []).append(pod)
+        by_key.setdefault((pod.priority, pod.requests, Constraints(pod)), []).append(pod)
     classes = []
-    for members in by_key.values():
+    for key, members in by_key.items():
         members.sort(key=lambda p: (p.created_at, p.uid))
-        classes.append(PodClass(members[0], members))
+        classes.append(PodClass(members[0], members, key[2]))
 
     def order(c: PodClass) -> tuple[object, ...]:
         r, first = c.requests, c.exemplar
@@ -132,36 +138,177 @@ def pod_classes(pods: Iterable[Pod]) -> list[PodClass]:
     return classes
 
 
-class Packer:
-    """First-fit of pod classes onto bins, with predicate results cached per (class, bin signature)."""
+class _Tree:
+    """Per-dimension maxima of free capacity over ranges of bins: the leftmost bin that fits in O(log n).
 
-    def __init__(self, cache: dict[tuple[int, object], bool] | None = None) -> None:
-        self._feasible = {} if cache is None else cache
+    Leaves hold a bin's free cpu, memory, gpu and pod slots (-1 for an empty or disabled slot). A subtree
+    whose maxima are all large enough may still hold no single fitting bin (the maxima can come from
+    different bins), so the search backtracks; it never skips a fitting bin, so the result is exactly
+    first-fit.
+    """
+
+    __slots__ = ("bins", "cpu", "gpu", "mem", "pods", "size")
+
+    def __init__(self, capacity: int) -> None:
+        size = 1
+        while size < capacity:
+            size *= 2
+        self.size = size
+        self.cpu = [-1] * (2 * size)
+        self.mem = [-1] * (2 * size)
+        self.gpu = [-1] * (2 * size)
+        self.pods = [-1] * (2 * size)
+        self.bins: list[Bin | None] = [None] * size
+
+    def load(self, slots: list[tuple[int, Bin, bool]]) -> None:
+        """Fill many leaves at once, then every inner node once: O(n) rather than O(n log n)."""
+        for slot, b, enabled in slots:
+            self._leaf(slot, b, enabled)
+        for i in range(self.size - 1, 0, -1):
+            self._pull(i)
+
+    def set(self, slot: int, b: Bin | None, enabled: bool = True) -> None:
+        self._leaf(slot, b, enabled)
+        cpu, mem, gpu, pods = self.cpu, self.mem, self.gpu, self.pods
+        i = (slot + self.size) // 2
+        while i:
+            left, right = 2 * i, 2 * i + 1
+            c = cpu[left] if cpu[left] > cpu[right] else cpu[right]
+            m = mem[left] if mem[left] > mem[right] else mem[right]
+            g = gpu[left] if gpu[left] > gpu[right] else gpu[right]
+            p = pods[left] if pods[left] > pods[right] else pods[right]
+            if c == cpu[i] and m == mem[i] and g == gpu[i] and p == pods[i]:
+                return  # nothing above changes either
+            cpu[i], mem[i], gpu[i], pods[i] = c, m, g, p
+            i //= 2
+
+    def _leaf(self, slot: int, b: Bin | None, enabled: bool) -> None:
+        self.bins[slot] = b
+        i = slot + self.size
+        if b is not None and enabled:
+            self.cpu[i], self.mem[i], self.gpu[i], self.pods[i] = b.cpu_m, b.memory_mib, b.gpu, b.pods
+        else:
+            self.cpu[i] = self.mem[i] = self.gpu[i] = self.pods[i] = -1
+
+    def _pull(self, i: int) -> None:
+        left, right = 2 * i, 2 * i + 1
+        for values in (self.cpu, self.mem, self.gpu, self.pods):
+            a, b = values[left], values[right]
+            values[i] = a if a > b else b
+
+    def find(self, req: Resources) -> Bin | None:
+        c, m, g, p = req.cpu_m, req.memory_mib, req.gpu, req.pods
+        cpu, mem, gpu, pods, size = self.cpu, self.mem, self.gpu, self.pods, self.size
+        if cpu[1] < c or mem[1] < m or gpu[1] < g or pods[1] < p:
+            return None
+        backtrack: list[int] = []
+        i = 1
+        while i < size:
+            left = 2 * i
+            right = left + 1
+            left_ok = cpu[left] >= c and mem[left] >= m and gpu[left] >= g and pods[left] >= p
+            right_ok = cpu[right] >= c and mem[right] >= m and gpu[right] >= g and pods[right] >= p
+            if left_ok:
+                if right_ok:
+                    backtrack.append(right)
+                i = left
+            elif right_ok:
+                i = right
+            elif backtrack:
+                i = backtrack.pop()  # the maxima came from different bins: try the next range
+            else:
+                return None
+        return self.bins[i - size]
+
+
+class BinIndex:
+    """Bins in first-fit order, searchable per feasibility constraint (one tree per constraint set)."""
+
+    def __init__(
+        self,
+        bins: list[Bin],
+        feasible: Callable[[PodClass, Bin], bool],
+        capacity: int | None = None,
+        uniform: bool = False,
+    ) -> None:
+        self.bins = list(bins)
+        self._feasible = feasible
+        self._capacity = max(capacity if capacity is not None else len(self.bins), 1)
+        self._uniform = uniform  # every class fits every bin: one shared tree
+        self._trees: dict[object, tuple[_Tree, PodClass]] = {}
+        self._slot = {id(b): i for i, b in enumerate(self.bins)}
+        self._member: list[list[_Tree]] = [[] for _ in self.bins]
+        self._disabled: set[int] = set()
+
+    def _tree(self, cls: PodClass) -> _Tree:
+        key = None if self._uniform else cls.constraints
+        entry = self._trees.get(key)
+        if entry is None:
+            tree = _Tree(self._capacity)
+            slots = []
+            for slot, b in enumerate(self.bins):
+                if self._uniform or self._feasible(cls, b):
+                    slots.append((slot, b, slot not in self._disabled))
+                    self._member[slot].append(tree)
+            tree.load(slots)
+            entry = self._trees[key] = (tree, cls)
+        return entry[0]
+
+    def first_fit(self, cls: PodClass) -> Bin | None:
+        return self._tree(cls).find(cls.requests)
+
+    def append(self, b: Bin) -> None:
+        slot = len(self.bins)
+        self.bins.append(b)
+        self._slot[id(b)] = slot
+        self._member.append([])
+        for tree, exemplar in self._trees.values():
+            if self._uniform or self._feasible(exemplar, b):
+                tree.set(slot, b)
+                self._member[slot].append(tree)
+
+    def refresh(self, b: Bin) -> None:
+        """After ``b``'s free capacity changed."""
+        slot = self._slot[id(b)]
+        for tree in self._member[slot]:
+            tree.set(slot, b, slot not in self._disabled)
+
+    def disable(self, b: Bin) -> None:
+        """Take ``b`` out of every search (its node is leaving); ``enable`` puts it back."""
+        self._disabled.add(self._slot[id(b)])
+        self.refresh(b)
+
+    def enable(self, b: Bin) -> None:
+        self._disabled.discard(self._slot[id(b)])
+        self.refresh(b)
+
+
+class Packer:
+    """First-fit of pod classes onto bins, with predicate results cached per (constraints, bin signature)."""
+
+    def __init__(self, cache: FeasibilityCache | None = None) -> None:
+        self._cache = {} if cache is None else cache
         self.placements: dict[str, Bin] = {}
 
     def feasible(self, cls: PodClass, b: Bin) -> bool:
-        key = (id(cls.exemplar), b.signature)
-        hit = self._feasible.get(key)
+        key = (cls.constraints, b.signature)
+        hit = self._cache.get(key)
         if hit is None:
             hit = label_mismatch(cls.exemplar, b.labels, b.taints) is None
-            self._feasible[key] = hit
+            self._cache[key] = hit
         return hit
 
-    def pack(self, classes: list[PodClass], bins: list[Bin]) -> list[PodClass]:
+    def index(self, bins: list[Bin]) -> BinIndex:
+        return BinIndex(bins, self.feasible)
+
+    def pack(self, classes: list[PodClass], bins: list[Bin] | BinIndex) -> list[PodClass]:
         """Place what fits, first bin first; return the classes of the pods left over."""
+        index = bins if isinstance(bins, BinIndex) else self.index(bins)
         left = []
         for cls in classes:
-            pods, req = cls.pods, cls.requests
-            done = 0
-            for b in bins:
-                if done >= len(pods):
-                    break
-                room = b.fit_count(req)
-                if room == 0 or not self.feasible(cls, b):
-                    continue
-                done = self._place(pods, done, min(room, len(pods) - done), b, req)
-            if done < len(pods):
-                left.append(cls.with_pods(pods[done:]))
+            done = self._fill(cls, index, 0)
+            if done < len(cls.pods):
+                left.append(cls.with_pods(cls.pods[done:]))
         return left
 
     def open_bins(
@@ -171,29 +318,33 @@ class Packer:
 
         The classes must already be feasible on the template (the caller filters them per group).
         """
-        bins: list[Bin] = []
+        wanted = sum(len(c.pods) for c in classes)
+        index = BinIndex([], self.feasible, capacity=min(limit, wanted), uniform=True)
         left = []
         for cls in classes:
             pods, req = cls.pods, cls.requests
-            done = self._place_on(bins, pods, 0, req)
-            while done < len(pods) and len(bins) < limit:
-                fresh = make_bin(len(bins))
+            done = self._fill(cls, index, 0)
+            while done < len(pods) and len(index.bins) < limit:
+                fresh = make_bin(len(index.bins))
                 room = fresh.fit_count(req)
                 if room == 0:
                     break
-                bins.append(fresh)
+                index.append(fresh)
                 done = self._place(pods, done, min(room, len(pods) - done), fresh, req)
+                index.refresh(fresh)
             if done < len(pods):
                 left.append(cls.with_pods(pods[done:]))
-        return bins, left
+        return index.bins, left
 
-    def _place_on(self, bins: list[Bin], pods: list[Pod], done: int, req: Resources) -> int:
-        for b in bins:
-            if done >= len(pods):
+    def _fill(self, cls: PodClass, index: BinIndex, done: int) -> int:
+        pods, req = cls.pods, cls.requests
+        while done < len(pods):
+            b = index.first_fit(cls)
+            room = b.fit_count(req) if b is not None else 0
+            if b is None or room == 0:  # room == 0 only for malformed (negative) requests
                 break
-            room = b.fit_count(req)
-            if room:
-                done = self._place(pods, done, min(room, len(pods) - done), b, req)
+            done = self._place(pods, done, min(room, len(pods) - done), b, req)
+            index.refresh(b)
         return done
 
     def _place(self, pods: list[Pod], start: int, count: int, b: Bin, req: Resources) -> int:

@@ -8,18 +8,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deployer.core.elasticity.model import Node, Pod, Resources, Snapshot
-from deployer.core.elasticity.scheduling import is_finished, is_pending, is_workload
+from deployer.core.elasticity.scheduling import FINISHED_PHASES, PER_NODE_KINDS
 
 
 @dataclass(slots=True)
 class ClusterIndex:
     nodes: dict[str, Node]
-    used: dict[str, Resources]  # requests of every unfinished pod bound to the node (DaemonSets included)
+    # Requests of every unfinished pod bound to a node (DaemonSets included): cpu, memory, gpu, pods.
+    # Plain sums, turned into Resources only for the nodes a round looks at.
+    sums: dict[str, list[int]]
     workload: dict[str, list[Pod]]  # unfinished non-DaemonSet, non-mirror pods bound to the node
     pending: list[Pod]  # unbound workload pods waiting for a node
 
+    def used(self, name: str) -> Resources | None:
+        acc = self.sums.get(name)
+        return Resources(*acc) if acc is not None else None
+
     def free(self, node: Node) -> Resources:
-        used = self.used.get(node.name)
+        used = self.used(node.name)
         return node.allocatable - used if used is not None else node.allocatable
 
     def is_idle(self, name: str) -> bool:
@@ -49,22 +55,23 @@ def index_snapshot(snapshot: Snapshot) -> ClusterIndex:
     sums: dict[str, list[int]] = {}
     workload: dict[str, list[Pod]] = {}
     pending: list[Pod] = []
+    # The checks of scheduling.is_pending/is_finished/is_workload, inlined: this loop sees every pod.
     for pod in snapshot.pods:
-        if pod.node_name is None:
-            if is_pending(pod):
+        node_name = pod.node_name
+        if node_name is None:
+            if pod.phase == "Pending" and pod.owner_kind not in PER_NODE_KINDS:
                 pending.append(pod)
             continue
-        if is_finished(pod):
+        if pod.phase in FINISHED_PHASES:
             continue
-        acc = sums.get(pod.node_name)
+        acc = sums.get(node_name)
         if acc is None:
-            acc = sums[pod.node_name] = [0, 0, 0, 0]
+            acc = sums[node_name] = [0, 0, 0, 0]
         r = pod.requests
         acc[0] += r.cpu_m
         acc[1] += r.memory_mib
         acc[2] += r.gpu
         acc[3] += r.pods
-        if is_workload(pod):
-            workload.setdefault(pod.node_name, []).append(pod)
-    used = {name: Resources(*acc) for name, acc in sums.items()}
-    return ClusterIndex(nodes, used, workload, pending)
+        if pod.owner_kind not in PER_NODE_KINDS:
+            workload.setdefault(node_name, []).append(pod)
+    return ClusterIndex(nodes, sums, workload, pending)

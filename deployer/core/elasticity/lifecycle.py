@@ -28,6 +28,14 @@ from deployer.core.elasticity.model import (
     NodeRecord,
 )
 
+_MAX_BACKOFF_DOUBLINGS = 4  # the backoff after repeated failures tops out at 16 x failure_backoff
+
+
+def backoff_seconds(state: ElasticityState, group: str, settings: ElasticitySettings) -> float:
+    """How long a group rests after its latest failed boot: doubling with each failure in a row."""
+    failures = state.group_failures.get(group, 1)
+    return settings.failure_backoff * 2 ** min(max(failures - 1, 0), _MAX_BACKOFF_DOUBLINGS)
+
 
 @dataclass(slots=True)
 class GroupView:
@@ -36,7 +44,6 @@ class GroupView:
     group: NodeGroup
     active: list[Node] = field(default_factory=list)  # Ready, schedulable, ours to use and to remove
     booting: list[str] = field(default_factory=list)  # powering on within the timeout
-    booting_nodes: dict[str, Node] = field(default_factory=dict)  # booting nodes already registered
     leaving: list[str] = field(default_factory=list)  # draining or powering off
     unavailable: list[str] = field(default_factory=list)  # present but unusable (NotReady, cordoned)
     wakeable: list[str] = field(default_factory=list)  # edge boards that are off and may be powered on
@@ -76,6 +83,7 @@ def observe(
     now: float,
 ) -> Observation:
     records = dict(state.records)
+    group_failures = dict(state.group_failures)
     failures: list[MarkFailed] = []
     views: dict[str, GroupView] = {}
     members: dict[str, list[str]] = {g.name: list(g.hosts) for g in groups}
@@ -88,6 +96,7 @@ def observe(
     for group in groups:
         view = views[group.name] = GroupView(group)
         view.backoff_until = state.group_backoff_until.get(group.name, 0.0)
+        backoff = backoff_seconds(state, group.name, settings)
         host_order = {host: i for i, host in enumerate(group.hosts)}
         names = sorted(set(members[group.name]), key=lambda n: (host_order.get(n, len(host_order)), n))
         for name in names:
@@ -95,7 +104,10 @@ def observe(
             if node is not None and node.group not in (None, group.name):
                 continue  # a board listed in this group but registered under another: not ours here
             record = state.records.get(name)
-            new_record, failure = _step(view, name, node, record, index, settings, now)
+            new_record, failure = _step(view, name, node, record, index, settings, now, backoff)
+            booted = new_record is not None and new_record.phase in (NodePhase.IDLE, NodePhase.USED)
+            if booted and record is not None and record.phase is NodePhase.POWERING_ON:
+                group_failures.pop(group.name, None)  # a boot worked: the group is healthy again
             if new_record is None:
                 records.pop(name, None)
             else:
@@ -110,9 +122,9 @@ def observe(
             if any(f.group == group.name for f in failures):
                 failed_at.append(now)
             if failed_at:
-                view.backoff_until = max(view.backoff_until, max(failed_at) + settings.failure_backoff)
+                view.backoff_until = max(view.backoff_until, max(failed_at) + backoff)
         view.active.sort(key=lambda n: n.name)
-    new_state = replace(state, records=records)
+    new_state = replace(state, records=records, group_failures=group_failures)
     return Observation(new_state, views, tuple(failures))
 
 
@@ -124,6 +136,7 @@ def _step(
     index: ClusterIndex,
     settings: ElasticitySettings,
     now: float,
+    backoff: float,
 ) -> tuple[NodeRecord | None, MarkFailed | None]:
     """Classify one node into ``view`` and return its next record (None: forget it) and any failure."""
     group = view.group
@@ -158,7 +171,7 @@ def _step(
             if node is not None:
                 view.unavailable.append(name)  # the actuator is removing it
                 return record, None
-            keep = now < record.since + settings.failure_backoff
+            keep = now < record.since + backoff
             return (record if keep else None), None
         _add_wakeable(view, name, record, settings, now)
         return record, None
@@ -170,8 +183,6 @@ def _step(
             reason = f"not Ready {waited:.0f}s after power-on (timeout {limit:.0f}s)"
             return record, MarkFailed(name, reason, group.name)
         view.booting.append(name)
-        if node is not None:
-            view.booting_nodes[name] = node
         return record, None
 
     if cloud:
@@ -179,7 +190,6 @@ def _step(
             return None, None  # the VM is gone (removed by us or by someone else): nothing to remember
         if phase is None and not ready and now - node.created_at <= settings.provision_timeout:
             view.booting.append(name)  # registered by the IM before our records knew of it
-            view.booting_nodes[name] = node
             return record, None
         view.unavailable.append(name)
         if phase is None and not ready:
@@ -233,8 +243,12 @@ def _running(
     ):
         kept = previous.underutilized_since if previous is not None else None
         under_since = kept if kept is not None else now
+    if previous is not None and previous.phase is phase:
+        unchanged = (previous.group, previous.attempts, previous.idle_since, previous.underutilized_since)
+        if unchanged == (group, 0, idle_since, under_since):
+            return previous  # the common case: nothing to write
     since = previous.since if previous is not None and previous.phase is phase else now
-    candidate = NodeRecord(
+    return NodeRecord(
         name=name,
         group=group,
         phase=phase,
@@ -244,7 +258,6 @@ def _running(
         vm_id=record.vm_id if record is not None else None,
         underutilized_since=under_since,
     )
-    return record if candidate == record else candidate
 
 
 def _off(name: str, group: str, record: NodeRecord | None, now: float) -> NodeRecord:
@@ -301,9 +314,11 @@ def record_failed(state: ElasticityState, failure: MarkFailed, now: float) -> El
     group = failure.group or (previous.group if previous is not None else "")
     attempts = previous.attempts if previous is not None else 0
     vm_id = previous.vm_id if previous is not None else None
-    return _with_records(
+    new = _with_records(
         state, [NodeRecord(failure.node, group, NodePhase.FAILED, now, attempts, vm_id=vm_id)]
     )
+    in_a_row = state.group_failures.get(group, 0) + 1
+    return replace(new, group_failures={**state.group_failures, group: in_a_row})
 
 
 def record_group_error(

@@ -192,6 +192,8 @@ class ElasticityState:
     group_backoff_until: Mapping[str, float] = field(default_factory=dict)
     last_scale_up: Mapping[str, float] = field(default_factory=dict)
     last_scale_down: Mapping[str, float] = field(default_factory=dict)
+    # Boots that failed in a row, per group (reset by a boot that succeeds): the backoff doubles with each.
+    group_failures: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +211,8 @@ class ElasticitySettings:
     min_spare_nodes: int = 0
     scale_down_underutilized: bool = False
     utilization_threshold: float = 0.5
+    # Underutilised (non-empty) nodes drained per round; empty nodes are not limited. 0: no limit.
+    max_drains_per_round: int = 10
     expanders: tuple[str, ...] = ("edge-first", "priority", "least-cost", "least-waste")
 
 

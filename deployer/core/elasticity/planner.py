@@ -37,8 +37,9 @@ def plan(
         node powered on and not yet Ready (cloud: named as the IM reports the new VMs), DRAINING /
         POWERING_OFF records for nodes being removed, FAILED records after a MarkFailed, and the IDLE/USED
         records that ``Plan.state`` returned last round (their ``idle_since`` drives idle scale-down: a node
-        without a record is adopted with ``idle_since=now``). ``last_scale_up`` drives the cooldowns and
-        ``group_backoff_until`` the backoff after a power-on error.
+        without a record is adopted with ``idle_since=now``). ``last_scale_up`` drives the cooldowns,
+        ``group_backoff_until`` the backoff after a power-on error and ``group_failures`` (boots failed in
+        a row, kept by ``record_failed``) the doubling of the backoff after failed boots.
       * ``now``: seconds on the caller's clock (wall or virtual), the same clock as every ``since`` field.
 
     Capacity: pending pods are packed first onto the free room of Ready, schedulable nodes that are not
@@ -57,10 +58,12 @@ def plan(
         in the next round's ScaleDown, and so is one still present ``power_off_timeout`` after its
         power-off; the actuator decides to give a blocked drain up (uncordon, record USED). The observed
         state later drops the record of a vanished cloud node and marks a dark board OFF.
-      * ``MarkFailed(node)``: the boot timed out; remove the VM (cloud) and ``record_failed``. The group
-        then backs off for ``failure_backoff`` and other groups take its pods; a board is retried at most
-        ``max_power_on_attempts`` times.
-      * ``unplaceable`` pods never cause growth; ``explanations`` says why each pending pod waits.
+      * ``MarkFailed(node)``: the boot timed out; remove the VM (cloud) and ``record_failed``. A cloud
+        group then backs off for ``failure_backoff`` (doubling with each failure in a row, up to 16x) and
+        other groups take its pods in the same round; a board rests ``failure_backoff`` and is tried at
+        most ``max_power_on_attempts`` times.
+      * ``unplaceable`` pods never cause growth; ``explanations`` says why each pending pod waits and
+        ``kept_nodes`` why each node idle (or underutilised) long enough is not removed.
     """
     if not snapshot.synced:
         waiting = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deployer.core.elasticity.binpack import Bin, Packer, pod_classes
+from deployer.core.elasticity.binpack import Bin, BinIndex, Packer, pod_classes
 from deployer.core.elasticity.index import ClusterIndex
 from deployer.core.elasticity.lifecycle import GroupView
 from deployer.core.elasticity.model import (
@@ -29,6 +29,7 @@ from deployer.core.elasticity.model import (
     Pod,
     ScaleDown,
 )
+from deployer.core.elasticity.scaleup import node_bins_of
 from deployer.core.elasticity.scheduling import SAFE_TO_EVICT, SCALE_DOWN_DISABLED
 
 
@@ -68,19 +69,24 @@ def scale_down(
     state: ElasticityState,
     settings: ElasticitySettings,
     now: float,
-    node_bins: list[Bin],
+    node_bins: list[Bin] | None,
     claimed: set[str],
     growing: set[str],
     budgets: tuple[DisruptionBudget, ...],
 ) -> tuple[tuple[ScaleDown, ...], dict[str, str]]:
     """The ScaleDowns (one per group) and, per protected idle-ish node, why it stays."""
+    claimed = set(claimed)  # grows with the nodes that receive moved pods
     kept: dict[str, str] = {}
     candidates = _candidates(index, views, state, settings, now, claimed, growing, kept)
     removable = {name: max(view.staying - view.group.min_size, 0) for name, view in views.items()}
-    idle_total = sum(1 for view in views.values() for n in view.active if index.is_idle(n.name))
+    # Spare: idle and not about to receive a pending pod.
+    idle_total = sum(
+        1 for view in views.values() for n in view.active if index.is_idle(n.name) and n.name not in claimed
+    )
     spare_left = idle_total - settings.min_spare_nodes
     budget_used = [0] * len(budgets)
-    targets = {b.name: b for b in node_bins}
+    room = _Room(index, views, node_bins)
+    drains_left = settings.max_drains_per_round or len(candidates)
     chosen: dict[str, list[str]] = {}
     reasons: dict[str, list[str]] = {}
     for cand in candidates:
@@ -99,13 +105,18 @@ def scale_down(
             spare_left -= 1
             reason = f"{name} idle for {now - cand.since:.0f}s"
         else:
-            blocker = _evict_all(index.workload.get(name, []), name, budgets, budget_used, targets, claimed)
+            if drains_left <= 0:
+                kept[name] = f"max_drains_per_round ({settings.max_drains_per_round}) reached"
+                continue
+            pods = index.workload.get(name, [])
+            blocker = _evict_all(pods, room.bin(name), budgets, budget_used, room.targets(), claimed)
             if blocker is not None:
                 kept[name] = blocker
                 continue
+            drains_left -= 1
             reason = f"{name} under {settings.utilization_threshold:.0%} utilised, pods fit elsewhere"
         removable[group] -= 1
-        targets.pop(name, None)
+        room.remove(name)
         chosen.setdefault(group, []).append(name)
         reasons.setdefault(group, []).append(reason)
     for group, view in views.items():
@@ -117,6 +128,41 @@ def scale_down(
         for group, nodes in sorted(chosen.items())
     )
     return downs, kept
+
+
+class _Room:
+    """Where evicted pods may go: the nodes' room left by the pending pods, built on first use only."""
+
+    def __init__(self, index: ClusterIndex, views: Mapping[str, GroupView], bins: list[Bin] | None) -> None:
+        self._cluster, self._views, self._bins = index, views, bins
+        self._built: tuple[dict[str, Bin], BinIndex] | None = None
+        self._removed: list[str] = []
+
+    def _build(self) -> tuple[dict[str, Bin], BinIndex]:
+        if self._built is None:
+            bins = self._bins if self._bins is not None else node_bins_of(self._cluster, self._views)
+            by_name = {b.name: b for b in bins}
+            targets = Packer().index(bins)
+            for name in self._removed:
+                if name in by_name:
+                    targets.disable(by_name[name])
+            self._built = (by_name, targets)
+        return self._built
+
+    def targets(self) -> BinIndex:
+        return self._build()[1]
+
+    def bin(self, name: str) -> Bin | None:
+        return self._build()[0].get(name)
+
+    def remove(self, name: str) -> None:
+        """The node leaves this round: nothing may move onto it."""
+        if self._built is None:
+            self._removed.append(name)
+            return
+        by_name, targets = self._built
+        if name in by_name:
+            targets.disable(by_name[name])
 
 
 def _candidates(
@@ -163,10 +209,10 @@ def _candidates(
 
 def _evict_all(
     pods: list[Pod],
-    node: str,
+    own: Bin | None,
     budgets: tuple[DisruptionBudget, ...],
     budget_used: list[int],
-    targets: dict[str, Bin],
+    targets: BinIndex,
     claimed: set[str],
 ) -> str | None:
     """Reserve budgets and room for moving every pod off ``node``; undo and say why if any pod can't go."""
@@ -179,12 +225,16 @@ def _evict_all(
             need[i] += 1
             if budget_used[i] + need[i] > budgets[i].disruptions_allowed:
                 return f"pod {pod.namespace}/{pod.name}: PodDisruptionBudget allows no more disruptions"
-    others = [b for name, b in targets.items() if name != node]
+    if own is not None:
+        targets.disable(own)  # its pods cannot stay on it
     trial = Packer()
-    if trial.pack(pod_classes(pods), others):
+    if trial.pack(pod_classes(pods), targets):
         by_uid = {p.uid: p for p in pods}
         for uid, b in trial.placements.items():
             b.take(by_uid[uid].requests, -1)  # give the room back
+            targets.refresh(b)
+        if own is not None:
+            targets.enable(own)
         return "its pods do not fit on the other nodes"
     for i, n in enumerate(need):
         budget_used[i] += n

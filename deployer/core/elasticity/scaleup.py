@@ -4,8 +4,10 @@ Pending pods are bin-packed (first-fit decreasing over equivalence classes) onto
 Ready nodes, then onto nodes still booting (their group's shape), and what is left grows groups: each
 eligible group estimates how many new nodes would place which pods, the expander chain picks one, and
 the step repeats with the pods still left and the groups not yet chosen. A group grows at most once per
-round (one batched ScaleUp with a count). Pods that no group and no node could ever hold are unplaceable
-and never cause growth. Called by ``plan()``; returns plain values plus the bins it filled, which the
+round (one batched ScaleUp with a count). Groups below ``min_size`` grow to it first, and when fewer than
+``min_spare_nodes`` idle or booting nodes are left free, empty nodes boot for the next burst (the same
+expander chain picks where). Pods that no group and no node could ever hold are unplaceable and never
+cause growth. Called by ``plan()``; returns plain values plus the bins it filled, which the
 scale-down planner reuses as the room left for evicted pods.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from deployer.core.elasticity.binpack import Bin, Packer, PodClass, pod_classes
+from deployer.core.elasticity.binpack import Bin, FeasibilityCache, Packer, PodClass, pod_classes
 from deployer.core.elasticity.expanders import Option, choose
 from deployer.core.elasticity.index import ClusterIndex
 from deployer.core.elasticity.lifecycle import GroupView
@@ -35,7 +37,9 @@ class ScaleUpResult:
     scale_ups: tuple[ScaleUp, ...]
     unplaceable: tuple[Unplaceable, ...]
     explanations: dict[str, str]
-    node_bins: list[Bin]  # Ready nodes with what pending pods left free, in first-fit order
+    # Ready nodes with what pending pods left free, in first-fit order; None when nothing was pending
+    # (then nothing was packed and the scale-down builds them only if it needs them).
+    node_bins: list[Bin] | None
     claimed: set[str] = field(default_factory=set)  # Ready nodes that pending pods were packed onto
 
 
@@ -72,14 +76,14 @@ def scale_up(
     now: float,
 ) -> ScaleUpResult:
     explanations: dict[str, str] = {}
-    cache: dict[tuple[int, object], bool] = {}
+    cache: FeasibilityCache = {}
     packer = Packer(cache)
     classes = pod_classes(index.pending)
 
-    node_bins = _node_bins(index, views)
+    node_bins = node_bins_of(index, views) if classes else []
     left = packer.pack(classes, node_bins)
     booting_bins = [
-        template_bin(view.group, name, "booting", index.used.get(name))
+        template_bin(view.group, name, "booting", index.used(name))
         for view in views.values()
         for name in view.booting
     ]
@@ -102,6 +106,7 @@ def scale_up(
     planned: dict[str, int] = {}
     reasons: dict[str, list[str]] = {}
     pods_of: dict[str, list[str]] = {}
+    deficit_bins: list[Bin] = []
 
     # Groups below their minimum grow first; the pods may use those nodes too.
     for name, view in sorted(views.items()):
@@ -115,11 +120,20 @@ def scale_up(
         planned[name] = count
         reasons[name] = [f"below min size ({view.staying} < {view.group.min_size})"]
         new_bins = [template_bin(view.group, f"{name}+{i + 1}", "new") for i in range(count)]
+        deficit_bins.extend(new_bins)
         before = set(packer.placements)
         left = packer.pack(left, new_bins)
         pods_of[name] = [uid for uid in packer.placements if uid not in before]
 
-    left = _grow(left, views, planned, blocked, limits, settings, cache, pods_of, reasons)
+    fit = _TemplateFit(views, cache)
+    left = _grow(left, views, planned, blocked, limits, settings, fit, cache, pods_of, reasons)
+    if settings.min_spare_nodes:
+        taken = {b.name for b in node_bins if b.placed}
+        idle = sum(
+            1 for v in views.values() for n in v.active if index.is_idle(n.name) and n.name not in taken
+        )
+        empty = idle + sum(1 for b in (*booting_bins, *deficit_bins) if not b.placed)
+        _keep_spares(settings.min_spare_nodes - empty, views, planned, blocked, limits, settings, reasons)
 
     scale_ups = []
     for name in sorted(planned):
@@ -132,9 +146,9 @@ def scale_up(
 
     unplaceable = []
     for cls in left:
-        reason = _never_fits(cls, views, index)
+        reason = _never_fits(cls, views, index, fit)
         waiting = (
-            _waiting_reason(cls, views, planned, blocked, limits, settings, cache) if reason is None else ""
+            _waiting_reason(cls, views, planned, blocked, limits, settings, fit) if reason is None else ""
         )
         for pod in cls.pods:
             if reason is not None:
@@ -144,7 +158,8 @@ def scale_up(
                 explanations[pod.uid] = f"waiting: {waiting}"
     claimed = {b.name for b in node_bins if b.placed}
     unplaceable.sort(key=lambda u: u.pod_uid)
-    return ScaleUpResult(tuple(scale_ups), tuple(unplaceable), explanations, node_bins, claimed)
+    bins_out = node_bins if classes else None
+    return ScaleUpResult(tuple(scale_ups), tuple(unplaceable), explanations, bins_out, claimed)
 
 
 def _grow(
@@ -154,14 +169,15 @@ def _grow(
     blocked: Mapping[str, str],
     limits: _Limits,
     settings: ElasticitySettings,
-    cache: dict[tuple[int, object], bool],
+    fit: _TemplateFit,
+    cache: FeasibilityCache,
     pods_of: dict[str, list[str]],
     reasons: dict[str, list[str]],
 ) -> list[PodClass]:
     """Repeatedly let the expander chain pick one group to grow for the pods still left."""
     # Pods that only few groups can hold go first in every estimate, so that a flexible pod never takes
     # the last room of the only group a constrained pod (say arm64-only) could use.
-    fits = {id(c.exemplar): sum(_fits_template(c, v.group, cache) for v in views.values()) for c in left}
+    fits = {id(c.exemplar): len(fit.groups(c)) for c in left}
     chosen: set[str] = set()
     while left:
         options = []
@@ -170,7 +186,7 @@ def _grow(
             if name in chosen or room <= 0:
                 continue
             group = view.group
-            fitting = [c for c in left if _fits_template(c, group, cache)]
+            fitting = [c for c in left if name in fit.groups(c)]
             fitting.sort(key=lambda c: fits[id(c.exemplar)])  # stable: FFD order within equal flexibility
             trial = Packer(cache)
             bins, _ = trial.open_bins(
@@ -192,6 +208,36 @@ def _grow(
     return left
 
 
+def _keep_spares(
+    missing: int,
+    views: Mapping[str, GroupView],
+    planned: dict[str, int],
+    blocked: Mapping[str, str],
+    limits: _Limits,
+    settings: ElasticitySettings,
+    reasons: dict[str, list[str]],
+) -> None:
+    """Boot empty nodes until ``min_spare_nodes`` idle or booting nodes are free for the next burst."""
+    tried: set[str] = set()
+    while missing > 0:
+        options = []
+        for name, view in sorted(views.items()):
+            if name in tried or name in blocked:
+                continue
+            room = limits.cap(min(missing, _group_room(view) - planned.get(name, 0)))
+            if room > 0:
+                options.append(Option(view.group, room, (), 1.0))
+        if not options:
+            return
+        best = choose(options, settings.expanders)
+        name = best.group.name
+        tried.add(name)
+        limits.spend(best.count)
+        missing -= best.count
+        planned[name] = planned.get(name, 0) + best.count
+        reasons.setdefault(name, []).append(f"keeping {settings.min_spare_nodes} spare nodes")
+
+
 def _waiting_reason(
     cls: PodClass,
     views: Mapping[str, GroupView],
@@ -199,12 +245,12 @@ def _waiting_reason(
     blocked: Mapping[str, str],
     limits: _Limits,
     settings: ElasticitySettings,
-    cache: dict[tuple[int, object], bool],
+    fit: _TemplateFit,
 ) -> str:
     """Why a placeable pod got no new node this round: each group that could hold it, and what stops it."""
     why = []
     for name, view in sorted(views.items()):
-        if not _fits_template(cls, view.group, cache):
+        if name not in fit.groups(cls):
             continue
         if name in blocked:
             why.append(blocked[name])
@@ -213,7 +259,7 @@ def _waiting_reason(
     return "; ".join(why) or "only existing nodes could hold it, and they are full"
 
 
-def _node_bins(index: ClusterIndex, views: Mapping[str, GroupView]) -> list[Bin]:
+def node_bins_of(index: ClusterIndex, views: Mapping[str, GroupView]) -> list[Bin]:
     """Ready, schedulable nodes that are not on their way out: busiest first, so idle ones stay idle."""
     not_usable = set()
     for view in views.values():
@@ -257,35 +303,59 @@ def _no_room_reason(view: GroupView, planned: int, limits: _Limits, settings: El
     return f"group {name} grows this round already; next round"
 
 
-def _fits_template(cls: PodClass, group: NodeGroup, cache: dict[tuple[int, object], bool]) -> bool:
-    key = (id(cls.exemplar), ("template", group.name))
-    hit = cache.get(key)
-    if hit is None:
-        hit = shortfall(cls.requests, group.shape) is None and (
-            label_mismatch(cls.exemplar, template_labels(group), group.taints) is None
-        )
-        cache[key] = hit
-    return hit
+class _TemplateFit:
+    """Could a class ever run on a new node of a group? Labels are checked once per constraint set."""
+
+    def __init__(self, views: Mapping[str, GroupView], cache: FeasibilityCache) -> None:
+        self._groups = [view.group for _, view in sorted(views.items())]
+        self._labels = {g.name: template_labels(g) for g in self._groups}
+        self._cache = cache
+        self._fits: dict[int, frozenset[str]] = {}
+        self._node_shapes: dict[object, set[Resources]] = {}
+
+    def labels(self, group: str) -> dict[str, str]:
+        return self._labels[group]
+
+    def node_shapes(self, cls: PodClass, index: ClusterIndex) -> set[Resources]:
+        """The distinct allocatables of existing nodes whose labels and taints admit the class."""
+        shapes = self._node_shapes.get(cls.constraints)
+        if shapes is None:
+            pod = cls.exemplar
+            shapes = self._node_shapes[cls.constraints] = {
+                n.allocatable for n in index.nodes.values() if label_mismatch(pod, n.labels, n.taints) is None
+            }
+        return shapes
+
+    def groups(self, cls: PodClass) -> frozenset[str]:
+        names = self._fits.get(id(cls.exemplar))
+        if names is None:
+            names = self._fits[id(cls.exemplar)] = frozenset(
+                g.name for g in self._groups if cls.requests.fits_in(g.shape) and self._labels_fit(cls, g)
+            )
+        return names
+
+    def _labels_fit(self, cls: PodClass, group: NodeGroup) -> bool:
+        key = (cls.constraints, ("template", group.name))
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = (
+                label_mismatch(cls.exemplar, self._labels[group.name], group.taints) is None
+            )
+        return hit
 
 
-def _never_fits(cls: PodClass, views: Mapping[str, GroupView], index: ClusterIndex) -> str | None:
+def _never_fits(
+    cls: PodClass, views: Mapping[str, GroupView], index: ClusterIndex, fit: _TemplateFit
+) -> str | None:
     """Why no group and no existing node could ever run this class (even empty), or None if one could."""
+    if fit.groups(cls) or any(cls.requests.fits_in(a) for a in fit.node_shapes(cls, index)):
+        return None
     pod = cls.exemplar
     why = []
     for name, view in sorted(views.items()):
         group = view.group
-        reason = shortfall(pod.requests, group.shape) or label_mismatch(
-            pod, template_labels(group), group.taints
-        )
-        if reason is None:
-            return None
+        reason = shortfall(pod.requests, group.shape) or label_mismatch(pod, fit.labels(name), group.taints)
         why.append(f"{name}: {reason}")
-    for node in index.nodes.values():
-        if (
-            shortfall(pod.requests, node.allocatable) is None
-            and label_mismatch(pod, node.labels, node.taints) is None
-        ):
-            return None
     return "; ".join(why) if why else "no node groups"
 
 

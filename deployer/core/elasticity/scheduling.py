@@ -30,16 +30,17 @@ SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 
 _HARD_EFFECTS = frozenset({"NoSchedule", "NoExecute"})  # PreferNoSchedule never blocks placement
-_FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+# DaemonSet and mirror pods follow their node: they neither keep it busy nor need placing.
+PER_NODE_KINDS = frozenset({OwnerKind.DAEMON_SET, OwnerKind.MIRROR})
 
 
 def is_finished(pod: Pod) -> bool:
-    return pod.phase in _FINISHED_PHASES
+    return pod.phase in FINISHED_PHASES
 
 
 def is_workload(pod: Pod) -> bool:
-    """DaemonSet and mirror pods follow their node: they neither keep it busy nor need placing."""
-    return pod.owner_kind not in (OwnerKind.DAEMON_SET, OwnerKind.MIRROR)
+    return pod.owner_kind not in PER_NODE_KINDS
 
 
 def is_pending(pod: Pod) -> bool:

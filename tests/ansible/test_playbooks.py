@@ -1,0 +1,152 @@
+"""The front-end playbooks and check mode, through the Ansible adapter (``run_playbook``) over real SSH.
+
+One small lab per module: a front end and one fresh board. Asserts on the files the roles wrote (or,
+in check mode, did not write), on the adapter's streamed events, and on its log (0600, no secrets).
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deployer.adapters.ansible.inventory import SshTarget, build_inventory
+from deployer.adapters.ansible.runner import ProgressEvent, run_playbook
+from tests.fixtures.netns import NetnsHost, NetnsLab
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+CREDENTIALS = "id = im; type = InfrastructureManager; username = admin; password = s3cret-daemon-pass\n"
+KUBECONFIG = """apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Q0E=
+    server: https://127.0.0.1:6443
+  name: default
+kind: Config
+"""
+
+
+@dataclass
+class Lab:
+    lab: NetnsLab
+    front: NetnsHost
+    board: NetnsHost
+
+    def target(self, host: NetnsHost, name: str) -> SshTarget:
+        return SshTarget(name=name, address=host.address, user="root", key_file=self.lab.client_key)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with NetnsLab() as netns:
+        front, board = netns.add_hosts(2)
+        yield Lab(netns, front, board)
+
+
+def test_elastic_daemon_writes_units_config_and_private_credentials(lab: Lab, tmp_path: Path) -> None:
+    events: list[ProgressEvent] = []
+    result = run_playbook(
+        "elastic_daemon.yml",
+        build_inventory(lab.target(lab.front, "front"), []),
+        {
+            "elastic_daemon_install": False,
+            "elastic_daemon_service_mode": "none",
+            "elastic_daemon_cluster": "demo",
+            "elastic_daemon_settings": {"idle_seconds": 300},
+            "elastic_daemon_credentials": CREDENTIALS,
+            "elastic_daemon_interval": "45s",
+        },
+        logs_dir=tmp_path / "logs",
+        on_event=events.append,
+        host_key_checking=False,
+        secrets=["s3cret-daemon-pass"],
+    )
+    assert result.failures == []
+    assert result.hosts["front"].succeeded and result.hosts["front"].changed > 0
+    front = lab.front
+    auth = front.path("/etc/deployer/auth.dat")
+    assert auth.read_text() == CREDENTIALS
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+    config = front.path("/etc/deployer/daemon.yaml")
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert yaml.safe_load(config.read_text()) == {
+        "cluster": "demo",
+        "credentials_file": "/etc/deployer/auth.dat",
+        "settings": {"idle_seconds": 300},
+    }
+    service = front.path("/etc/systemd/system/deployer-daemon.service").read_text()
+    assert (
+        "ExecStart=/opt/deployer/venv/bin/deployer daemon run --once --config /etc/deployer/daemon.yaml"
+        in service
+    )
+    assert "Environment=DEPLOYER_HOME=/var/lib/deployer" in service
+    timer = front.path("/etc/systemd/system/deployer-daemon.timer").read_text()
+    assert "OnUnitInactiveSec=45s" in timer and "Unit=deployer-daemon.service" in timer
+    # Progress was streamed per task and host; the log is private and holds no secret.
+    assert any(
+        e.kind == "result" and e.host == "front" and e.task.endswith("Write the credentials") for e in events
+    )
+    log = result.log_path.read_text()
+    assert stat.S_IMODE(result.log_path.stat().st_mode) == 0o600
+    assert "s3cret-daemon-pass" not in log
+    assert "Write the daemon service and timer units" in log
+
+
+def test_kubeconfig_fetch_points_the_copy_at_the_front_end(lab: Lab, tmp_path: Path) -> None:
+    source = lab.front.path("/etc/rancher/k3s/k3s.yaml")
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text(KUBECONFIG)
+    dest = tmp_path / "kube" / "demo.yaml"
+    result = run_playbook(
+        "kubeconfig_fetch.yml",
+        build_inventory(lab.target(lab.front, "front"), []),
+        {"kubeconfig_fetch_dest": str(dest)},
+        logs_dir=tmp_path / "logs",
+        host_key_checking=False,
+    )
+    assert result.failures == [], result.failures
+    fetched = yaml.safe_load(dest.read_text())
+    assert fetched["clusters"][0]["cluster"]["server"] == f"https://{lab.front.address}:6443"
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+
+
+def test_edge_join_check_mode_reports_changes_and_writes_nothing(lab: Lab, tmp_path: Path) -> None:
+    token = lab.front.path("/var/lib/rancher/k3s/server/node-token")
+    token.parent.mkdir(parents=True, exist_ok=True)
+    token.write_text("K10check-mode-token\n")
+    events: list[ProgressEvent] = []
+    result = run_playbook(
+        "edge_join.yml",
+        build_inventory(lab.target(lab.front, "front"), [lab.target(lab.board, "board")]),
+        {
+            "edge_node_apply_runtime": False,
+            "edge_node_allow_reboot": False,
+            "edge_node_service_mode": "exec",
+            # Nothing listens there: check mode must not download into directories it did not create.
+            "edge_node_agent_url": f"http://{lab.lab.gateway}:9/k3s-arm64",
+        },
+        logs_dir=tmp_path / "logs",
+        on_event=events.append,
+        host_key_checking=False,
+        check=True,
+    )
+    assert result.failures == [], result.failures
+    assert result.hosts["board"].changed > 0
+    statuses = {e.task.split(" : ")[-1]: e.status for e in events if e.kind == "result" and e.host == "board"}
+    assert statuses["Download the agent"] == "skipped"
+    assert statuses["Write the agent configuration (server, labels, taints)"] == "changed"
+    assert not lab.board.path("/etc/rancher/k3s").exists()
+    assert not lab.board.path("/usr/local/bin/k3s").exists()
+    assert not lab.board.path("/etc/modules-load.d/deployer-k8s.conf").exists()
+
+
+def test_unknown_playbook_is_a_user_error(tmp_path: Path) -> None:
+    from deployer.errors import UserError
+
+    with pytest.raises(UserError, match=r"no playbook nope\.yml"):
+        run_playbook("nope.yml", build_inventory(None, []), {}, logs_dir=tmp_path)
