@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "traces"))
 
-from gen_traces import speed_spec, speed_trace  # noqa: E402
+from gen_traces import speed_spec, speed_trace
 
-from deployer.core.spec import validate_spec  # noqa: E402
-from deployer.sim.engine import SimConfig  # noqa: E402
-from deployer.sim.run import POLICIES, inputs_from_spec, simulate  # noqa: E402
+from deployer.core.spec import validate_spec
+from deployer.sim.engine import SimConfig
+from deployer.sim.run import POLICIES, inputs_from_spec, simulate
 
 
 def main() -> None:
@@ -53,9 +53,9 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
     else:
         print(
-            f"{args.policy}: {len(jobs)} jobs over {figures['simulated_hours']} h on up to {figures['max_nodes']} "
-            f"nodes (peak {result.peak_nodes} on) simulated in {elapsed:.1f} s ({result.decisions} plan() calls, peak RSS "
-            f"{figures['peak_rss_mib']} MiB; target < 60 s)"
+            f"{args.policy}: {len(jobs)} jobs over {figures['simulated_hours']} h on up to "
+            f"{figures['max_nodes']} nodes (peak {result.peak_nodes} on) simulated in {elapsed:.1f} s "
+            f"({result.decisions} plan() calls, peak RSS {figures['peak_rss_mib']} MiB; target < 60 s)"
         )
 
 

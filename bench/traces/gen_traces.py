@@ -1,4 +1,4 @@
-"""Generate the benchmark's workload traces and the cluster specs they run with (seeded: same files every run).
+"""Generate the benchmark's workload traces and the cluster specs they run with (seeded: same files each run).
 
     .venv/bin/python bench/traces/gen_traces.py            # rewrites bench/traces/*.csv and *.yaml
 
@@ -116,7 +116,7 @@ def speed_trace(seed: int = 7, jobs: int = 50_000, hours: float = 24.0) -> list[
                     round((hour + rng.random()) * HOUR, 1),
                     cpus * 1000,
                     cpus * 1536,
-                    round(rng.uniform(5, 45) * 60),
+                    round(rng.uniform(5, 65) * 60),
                     rng.choice((None, None, "amd64")),
                 )
             )
@@ -192,7 +192,7 @@ SPECS = {
                 "min": 0,
                 "max": 6,
                 "cost_per_hour": 0.05,
-                "boot_seconds": 300,
+                "boot_seconds": 240,
             },
             {
                 "name": "fast",

@@ -111,7 +111,9 @@ def add(
     ctx: typer.Context,
     cluster: str = typer.Argument(..., help="Cluster (deployment) name."),
     hosts: list[str] = typer.Argument(..., help="Edge boards to join (addresses or SSH host names)."),
-    user: str = typer.Option("pi", "--user", help="SSH user on the boards (needs sudo-free root or become)."),
+    user: str = typer.Option(
+        "pi", "--user", help="SSH user on the boards: root, or a user with passwordless sudo."
+    ),
     key: Path | None = typer.Option(None, "--key", help="SSH private key for the boards (and --front)."),
     group: str = typer.Option("edge", "--group", help="Node group: label deployer.io/group=NAME."),
     mac: list[str] = typer.Option([], "--mac", help="MAC for Wake-on-LAN, one per host in order."),
@@ -125,6 +127,7 @@ def add(
     front_user: str = typer.Option("root", "--front-user", help="SSH user on --front."),
     front_key: Path | None = typer.Option(None, "--front-key", help="SSH key for --front (default: --key)."),
     insecure_host_keys: bool = typer.Option(False, "--insecure-host-keys", help=_INSECURE_HELP),
+    check: bool = typer.Option(False, "--check", help="Show what would change; change and record nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Join edge boards to a cluster (arm64 prerequisites, Kubernetes agent, labels, taints)."""
@@ -141,6 +144,7 @@ def add(
         agent_url=agent_url,
         extra_vars=_load_vars(vars_file),
         host_key_checking=not insecure_host_keys,
+        check=check,
     )
     edge.validate_join_options(hosts, options)
     target = _front(ac.paths, cluster, front, front_user, front_key or key)

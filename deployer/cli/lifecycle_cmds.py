@@ -245,6 +245,7 @@ def create(
             deployment_tag=tag,
             spec_hash=prepared.spec_hash,
             auth_file=str(endpoint.auth_file) if endpoint.auth_file else None,
+            clouds=spec.clouds(),
         )
         info(f"{spec.name}: infrastructure {record.infrastructure_id} submitted to {client.url}")
         if not wait:

@@ -65,8 +65,25 @@ def simulate(
     json_output: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG chart (needs matplotlib)."),
     seed: int = typer.Option(0, "--seed", help="Seed of boot times and failures: same seed, same result."),
+    cloud_boot: float | None = typer.Option(
+        None,
+        "--cloud-boot-seconds",
+        min=1,
+        help="Mean boot time of cloud VMs (default: each group's in the spec).",
+    ),
+    edge_boot: float | None = typer.Option(
+        None,
+        "--edge-boot-seconds",
+        min=1,
+        help="Mean Wake-on-LAN boot time of edge boards (default: the spec's).",
+    ),
     boot_jitter: float = typer.Option(
-        1 / 3, "--boot-jitter", min=0, max=0.99, help="Boot time varies by +- this fraction of the group's."
+        1 / 3,
+        "--boot-jitter",
+        min=0,
+        max=0.99,
+        show_default="1/3: cloud 180 s +- 60 s",
+        help="Boot time varies by +- this fraction of the group's.",
     ),
     shutdown_seconds: float = typer.Option(
         30.0, "--shutdown-seconds", min=0, help="Time to power a node off."
@@ -89,14 +106,23 @@ def simulate(
     ),
 ) -> None:
     """Simulate a trace on the spec's cluster under an elasticity policy and report cost and waiting time."""
-    from deployer.core.spec import load_spec
+    from dataclasses import replace
+
     from deployer.core.elasticity.model import GroupKind
+    from deployer.core.spec import load_spec
     from deployer.sim.engine import SimConfig
-    from deployer.sim.run import POLICIES, inputs_from_spec, simulate as run_policy
+    from deployer.sim.run import POLICIES, inputs_from_spec
+    from deployer.sim.run import simulate as run_policy
     from deployer.sim.trace import load_trace
 
     cluster = load_spec(spec)
     groups, settings = inputs_from_spec(cluster, idle_time=idle_time, max_booting=max_booting)
+    groups = tuple(
+        replace(g, boot_seconds=boot)
+        if (boot := cloud_boot if g.kind is GroupKind.CLOUD else edge_boot)
+        else g
+        for g in groups
+    )
     jobs = load_trace(trace)
     config = SimConfig(
         seed=seed,

@@ -35,7 +35,6 @@ class Endpoint:
     im_url: str
     entries: tuple[AuthEntry, ...]
     auth_file: Path | None = None
-    local: bool = False
 
     def client(self, *, insecure: bool = False) -> IMClient:
         return IMClient(self.im_url, self.entries, verify=not insecure)
@@ -79,7 +78,7 @@ def resolve_endpoint(
         return Endpoint(im_url, tuple(entries), auth_file=auth_file.resolve())
     if cloud == LOCAL_CLOUD:
         url = im_url or _local_url(paths, start_local)
-        return Endpoint(url, tuple(local_auth_entries(paths)), local=im_url is None)
+        return Endpoint(url, tuple(local_auth_entries(paths)))
     profile_url, entries = _profile_endpoint(paths, clouds, im_url)
     url = im_url or profile_url
     if url is None:
@@ -99,10 +98,11 @@ def endpoint_for_record(
         # The local IM may have been restarted on another port since: ask it where it is now.
         running = local_im(paths).status()
         url = running.url if running is not None else record.im_url
-        return Endpoint(url, tuple(local_auth_entries(paths)), local=True)
+        return Endpoint(url, tuple(local_auth_entries(paths)))
     if record.cloud == LOCAL_CLOUD:
         return Endpoint(im_url or record.im_url, tuple(local_auth_entries(paths)))
-    _, entries = _profile_endpoint(paths, [record.cloud], im_url or record.im_url)
+    clouds = [c for c in record.clouds.split(",") if c] or [record.cloud]
+    _, entries = _profile_endpoint(paths, clouds, im_url or record.im_url)
     return Endpoint(im_url or record.im_url, tuple(entries))
 
 

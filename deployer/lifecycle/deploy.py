@@ -35,6 +35,8 @@ FINAL_OK = "configured"
 FINAL_FAILED = frozenset({"failed", "unconfigured"})
 STATUS_DESTROYED = "destroyed"
 CONTMSG_TAIL_LINES = 25
+# A create request is answered within seconds; a "submitting" record older than this is an orphan.
+SUBMIT_GRACE_S = 120.0
 _SECRET_OUTPUT_WORDS = ("password", "secret", "token", "key", "credential")
 
 
@@ -83,6 +85,7 @@ def submit(
     deployment_tag: str,
     spec_hash: str,
     auth_file: str | None = None,
+    clouds: Sequence[str] = (),
 ) -> DeploymentRecord:
     """Record the deployment, submit its TOSCA, and store the infrastructure id."""
     store.add(
@@ -96,6 +99,7 @@ def submit(
             tosca_redacted=tosca_redacted,
             status=STATUS_SUBMITTING,
             auth_file=auth_file,
+            clouds=",".join(clouds or [cloud]),
         )
     )
     known = [r.infrastructure_id for r in store.all() if r.infrastructure_id]
@@ -113,13 +117,21 @@ def submit(
 
 
 def recover_submission(
-    store: DeploymentStore, client: IMClient, record: DeploymentRecord
+    store: DeploymentStore, client: IMClient, record: DeploymentRecord, *, now: float | None = None
 ) -> DeploymentRecord:
-    """For a record stuck in ``submitting``: find its infrastructure by tag, or forget the record."""
+    """For a record stuck in ``submitting``: find its infrastructure by tag, or forget the record.
+
+    A young record may belong to a create still in flight in another process: it is left alone.
+    """
     if record.infrastructure_id:
         return record
     found = client.find_by_tag(record.deployment_tag)
     if found is None:
+        age = (time.time() if now is None else now) - record.created_at
+        if age < SUBMIT_GRACE_S:
+            raise TransientError(
+                f"deployment {record.name!r} is still being submitted (for {age:.0f}s); try again shortly"
+            )
         store.delete(record.name)
         raise RemoteNotFound(
             f"deployment {record.name!r} was never created in the IM (no infrastructure carries tag "
@@ -136,12 +148,11 @@ def follow(
     on_change: Callable[[InfraState | None, InfraState], None] = lambda old, new: None,
     on_unreachable: Callable[[RemoteError], None] = lambda err: None,
     poll_interval: float = 1.0,
-    until_final: bool = True,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> InfraState:
     """Poll the state until ``configured`` (returned), a failure (RemoteError with the log tail) or
-    ``timeout`` seconds (TimeoutExpired). ``until_final=False`` keeps watching until the deadline."""
+    ``timeout`` seconds (TimeoutExpired). An unreachable IM is reported and polled again."""
     deadline = clock() + timeout
     last: InfraState | None = None
     while True:
@@ -154,16 +165,14 @@ def follow(
             if current != last:
                 on_change(last, current)
                 last = current
-            if until_final and current.state == FINAL_OK:
+            if current.state == FINAL_OK:
                 return current
-            if until_final and current.state in FINAL_FAILED:
+            if current.state in FINAL_FAILED:
                 raise RemoteError(
                     f"infrastructure {inf_id} is {current.state}; contextualization log (last lines):\n"
                     + _contmsg_tail(client, inf_id)
                 )
         if clock() >= deadline:
-            if not until_final and last is not None:
-                return last
             seen = last.state if last else "unknown (IM unreachable)"
             raise TimeoutExpired(
                 f"infrastructure {inf_id} still {seen} after {timeout:.0f}s; it keeps running in the IM"

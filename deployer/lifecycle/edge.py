@@ -43,6 +43,7 @@ class EdgeJoinOptions:
     agent_url: str | None = None
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
     host_key_checking: bool = True
+    check: bool = False  # Ansible check mode: report what would change, change and record nothing
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class EdgeHostOutcome:
 
 @dataclass(frozen=True)
 class EdgeRunReport:
-    action: str  # join | remove
+    action: str  # join | join (check) | remove
     outcomes: list[EdgeHostOutcome]
     log_path: Path
 
@@ -145,7 +146,7 @@ def _outcomes(hosts: list[str], result: Any, front: SshTarget) -> list[EdgeHostO
     outcomes = []
     for host in hosts:
         failure = result.first_failure(host)
-        if failure is None and front_failure is not None:
+        if front_failure is not None:  # the root cause for every board
             failure = TaskFailure(
                 host, front_failure.task, f"front end {front.address}: {front_failure.message}"
             )
@@ -186,12 +187,13 @@ def add_edge_hosts(
         logs_dir=paths.logs_dir,
         on_event=on_event,
         host_key_checking=options.host_key_checking,
+        check=options.check,
         secrets=secrets_of([front, *edge]),
     )
     outcomes = _outcomes(hosts, result, front)
     store = EdgeHostStore(paths.state_db)
     for outcome in outcomes:
-        if outcome.ok:
+        if outcome.ok and not options.check:
             store.record_joined(
                 EdgeHostRecord(
                     cluster=cluster,
@@ -203,7 +205,7 @@ def add_edge_hosts(
                     mac=macs.get(outcome.host),
                 )
             )
-    return EdgeRunReport("join", outcomes, result.log_path)
+    return EdgeRunReport("join (check)" if options.check else "join", outcomes, result.log_path)
 
 
 def list_edge_hosts(paths: Paths, cluster: str) -> list[EdgeHostRecord]:

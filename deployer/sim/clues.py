@@ -11,7 +11,8 @@ PowOff_IDLE schedulers, "monitor" mode as with its Kubernetes plugin):
   ``max_booting_nodes`` it stops choosing once that many nodes boot;
 * each chosen node is powered on with its own call (one IM call per VM), and only nodes of the first worker
   group are managed;
-* a node seen idle for ``idle_time`` is powered off with no drain: a job bound since the last poll is lost.
+* a node seen idle for ``idle_time`` is powered off with no drain: a job bound since the last poll is lost;
+  a node still not up ``max_wait_poweron`` after its power-on is marked in error and removed.
 
 Each CLUES state change waits for a poll, which is where its latency comes from. Called by
 ``deployer.sim.run``.
@@ -45,6 +46,9 @@ class CluesSettings:
     delay_powoff: float = 10.0
     max_wait_poweron: float = 300.0
     max_wait_poweroff: float = 300.0
+    # When the job monitor, the node monitor and the scheduler first run: the phase of the polling clocks,
+    # which in a real daemon depends on when each periodic event was registered.
+    first_poll: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 class _NodeState(Enum):
@@ -123,8 +127,8 @@ class CluesPolicy:
         self.group = cloud[0] if cloud else sim.groups[0]  # CLUES manages the first worker group only
         for node in sim.nodes_of(self.group.name):
             self.views[node.name] = _NodeView(node)
-        for tag in (_JOBS, _NODES, _SCHEDULE):
-            sim.set_timer(0.0, tag)
+        for tag, delay in zip((_JOBS, _NODES, _SCHEDULE), self.settings.first_poll, strict=True):
+            sim.set_timer(delay, tag)
 
     def on_pending(self, sim: Simulation, pod: SimPod) -> None:
         return None  # CLUES in monitor mode is never told: it polls
@@ -135,7 +139,7 @@ class CluesPolicy:
             self._monitor_jobs(sim.now, sim.pending_pods())
             sim.set_timer(s.period_monitoring_jobs, tag)
         elif tag == _NODES:
-            self._monitor_nodes(sim.now)
+            self._monitor_nodes(sim)
             sim.set_timer(s.period_monitoring_nodes, tag)
         else:
             if self._jobs_seen and self._nodes_seen_at is not None:
@@ -156,8 +160,8 @@ class CluesPolicy:
         self.jobs = waiting
         self._jobs_seen = True
 
-    def _monitor_nodes(self, now: float) -> None:
-        s = self.settings
+    def _monitor_nodes(self, sim: Simulation) -> None:
+        s, now = self.settings, sim.now
         for view in self.views.values():
             node = view.sim
             if node.phase is Phase.READY:
@@ -173,6 +177,8 @@ class CluesPolicy:
                 if reported is _NodeState.OFF:
                     if now - view.since >= s.max_wait_poweron:
                         self._set(view, _NodeState.OFF_ERR, now)
+                        if node.phase is Phase.BOOTING:
+                            sim.mark_failed(node.name)  # the power manager removes the VM that never came up
                     continue
                 if now - view.since < s.delay_powon:
                     continue
@@ -202,6 +208,7 @@ class CluesPolicy:
 
     def _schedule(self, sim: Simulation) -> None:
         now = sim.now
+        sim.counters.decisions += 1
         self._purge_requests(now)
         to_power_on = self._power_on_requests(now)
         self._reconsider_jobs(now)

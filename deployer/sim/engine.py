@@ -64,36 +64,28 @@ class SimNode:
         "booted_at",
         "cpu_free",
         "epoch",
-        "failed_boot",
         "gidx",
         "gpu_free",
         "group",
-        "idle_since",
-        "index",
         "mem_free",
         "name",
         "on_since",
         "phase",
-        "phase_since",
         "pods_free",
         "rank",
         "running",
         "view",
     )
 
-    def __init__(self, name: str, group: NodeGroup, gidx: int, index: int, rank: tuple[float, int]) -> None:
+    def __init__(self, name: str, group: NodeGroup, gidx: int, rank: tuple[float, int]) -> None:
         self.name = name
         self.group = group
         self.gidx = gidx  # position of the group in the simulation's group tuple
-        self.index = index
         self.rank = rank  # scheduler preference: cheapest group first, then slot order
         self.phase = Phase.OFF
-        self.phase_since = 0.0
         self.on_since = 0.0  # power-on request time of the current power cycle
         self.booted_at = 0.0
-        self.idle_since: float | None = None
         self.epoch = 0  # bumped on every power cycle so that stale events are ignored
-        self.failed_boot = False
         self.running: dict[str, SimPod] = {}
         self.view: object | None = None  # a policy's cached representation of this node
         self._reset_capacity()
@@ -200,7 +192,7 @@ class Simulation:
         for gidx, group in enumerate(groups):
             names = group.hosts or tuple(f"{group.name}-{i}" for i in range(1, group.max_size + 1))
             slots = [
-                SimNode(name, group, gidx, i, (group.cost_per_hour, len(self.nodes) + i))
+                SimNode(name, group, gidx, (group.cost_per_hour, len(self.nodes) + i))
                 for i, name in enumerate(names)
             ]
             self.slots[group.name] = slots
@@ -235,12 +227,14 @@ class Simulation:
         for pod in self.pods:
             self._push(pod.job.submit_s, _SUBMIT, pod)
         self.policy.start(self)
+        if self.timeline is not None:
+            self._sample()  # the nodes a policy starts with
         last_submit = self.jobs[-1].submit_s if self.jobs else 0.0
         heap = self._heap
         while heap:
             time, kind, _, payload = heapq.heappop(heap)
             self.now = time
-            if kind == _FINISH or kind == _QUEUE_FINISH:
+            if kind in (_FINISH, _QUEUE_FINISH):
                 self._finish(payload)  # type: ignore[arg-type]
             elif kind == _SUBMIT:
                 self._submit(payload)  # type: ignore[arg-type]
@@ -307,7 +301,9 @@ class Simulation:
 
     def _submit(self, pod: SimPod) -> None:
         if not any(self._group_fit(pod)):
-            self.unplaceable.append(pod)  # reported, never queued: it must not block a FIFO queue
+            # Visible to the policy as pending (it must say so, not scale), never queued: it must not block.
+            self.unplaceable.append(pod)
+            self.policy.on_pending(self, pod)
             return
         self._enqueue(pod)
 
@@ -350,7 +346,6 @@ class Simulation:
         node.gpu_free -= job.gpu
         node.pods_free -= 1
         node.running[pod.uid] = pod
-        node.idle_since = None
         pod.node = node
         pod.run += 1
         pod.view = None
@@ -372,8 +367,6 @@ class Simulation:
         node.gpu_free += job.gpu
         node.pods_free += 1
         del node.running[pod.uid]
-        if not node.running:
-            node.idle_since = self.now
         pod.node = None
         pod.view = None
         return node
@@ -413,14 +406,13 @@ class Simulation:
         if not self._tick_armed:
             period = self.config.queue_period
             self._tick_armed = True
-            self._push(math.floor(self.now / period + 1e-9) * period + period, _QUEUE_TICK, None)
+            # The step is a fixed grid; a tick at this very instant runs after the current event.
+            self._push(math.ceil(self.now / period - 1e-9) * period, _QUEUE_TICK, None)
 
     def pending_pods(self) -> list[SimPod]:
-        return sorted((pod for queue in self._queues.values() for pod in queue), key=lambda p: p.seq)
-
-    def running_pods(self) -> Iterable[SimPod]:
-        for node in self.nodes.values():
-            yield from node.running.values()
+        """Every pod waiting for a node, unplaceable ones included, in submission order."""
+        waiting = [pod for queue in self._queues.values() for pod in queue]
+        return sorted(waiting + self.unplaceable, key=lambda p: p.seq)
 
     # ------------------------------------------------------------------ nodes (the power managers)
 
@@ -431,8 +423,7 @@ class Simulation:
         for node in started:
             self.on_count[group_name] += 1
             node.phase = Phase.READY
-            node.on_since = node.phase_since = node.booted_at = 0.0
-            node.idle_since = 0.0
+            node.on_since = node.booted_at = 0.0
             self._add_ready(node)
 
     def nodes_of(self, group_name: str) -> list[SimNode]:
@@ -469,12 +460,12 @@ class Simulation:
         self.on_count[node.group.name] += 1
         self.peak_nodes = max(self.peak_nodes, sum(self.on_count.values()))
         node.phase = Phase.BOOTING
-        node.phase_since = node.on_since = self.now
-        node.failed_boot = config.boot_failure_rate > 0 and self.rng.random() < config.boot_failure_rate
+        node.on_since = self.now
+        failed = config.boot_failure_rate > 0 and self.rng.random() < config.boot_failure_rate
         jitter = node.group.boot_seconds * config.boot_jitter
         delay = max(1.0, node.group.boot_seconds + self.rng.uniform(-jitter, jitter))
         self.counters.power_ons += 1
-        if node.failed_boot:
+        if failed:
             self.counters.failed_boots += 1
         else:
             self._push(self.now + delay, _NODE_READY, (node, node.epoch))
@@ -484,7 +475,7 @@ class Simulation:
         if node.epoch != epoch or node.phase is not Phase.BOOTING:
             return
         node.phase = Phase.READY
-        node.phase_since = node.booted_at = node.idle_since = self.now
+        node.booted_at = self.now
         node.view = None
         self._add_ready(node)
         self._room_freed(node)
@@ -535,7 +526,6 @@ class Simulation:
             self.ready.remove(node)
         node.epoch += 1
         node.phase = Phase.SHUTTING_DOWN
-        node.phase_since = self.now
         node.view = None
         self.counters.power_offs += 1
         self.last_power_change = self.now
@@ -547,8 +537,6 @@ class Simulation:
             return
         node.phase = Phase.OFF
         self.on_count[node.group.name] -= 1
-        node.phase_since = self.now
-        node.idle_since = None
         node._reset_capacity()
         self.node_seconds[node.group.name] += self.now - node.on_since
         self.last_power_change = self.now

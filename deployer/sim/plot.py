@@ -125,11 +125,22 @@ def plot_runs(results: Sequence[SimResult], path: Path, title: str, edge_groups:
     )
     handles, names = top.get_legend_handles_labels()
     more_handles, more_names = pending_axis.get_legend_handles_labels()
-    top.legend(handles + more_handles, names + more_names, loc="upper left", fontsize=8, framealpha=0.9)
+    # Above the panel, in one row, so that it never hides the data or the event markers.
+    top.legend(
+        handles + more_handles,
+        names + more_names,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncol=len(handles) + len(more_handles),
+        fontsize=8,
+        frameon=False,
+    )
     top.set_title(
-        f"policy '{focus.policy}': {focus.node_hours:.1f} node-h (lower bound {focus.lower_bound_node_hours:.1f}), "
+        f"policy '{focus.policy}': {focus.node_hours:.1f} node-h "
+        f"(lower bound {focus.lower_bound_node_hours:.1f}), "
         f"p95 pending {focus.pending_p95_s:.0f} s, {focus.evictions} evictions",
         fontsize=10,
+        pad=24,
     )
     top.grid(alpha=0.3)
 

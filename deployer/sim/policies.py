@@ -28,6 +28,7 @@ from deployer.core.elasticity.model import (
     Plan,
     Snapshot,
 )
+from deployer.core.elasticity.planner import plan
 from deployer.core.elasticity.scheduling import template_labels
 from deployer.sim.engine import SimNode, SimPod, Simulation, group_capacity, pod_view
 
@@ -54,11 +55,9 @@ class DeployerPolicy:
         timing: DaemonTiming | None = None,
         planner: Planner | None = None,
     ) -> None:
-        if planner is None:
-            from deployer.core.elasticity.planner import plan as planner
         self.settings = settings
         self.timing = timing or DaemonTiming()
-        self.planner = planner
+        self.planner = planner or plan
         self.state = ElasticityState()
         self._batch_first: float | None = None
         self._batch_last = 0.0
@@ -124,7 +123,7 @@ class DeployerPolicy:
 
 
 def snapshot_of(sim: Simulation) -> Snapshot:
-    """What the daemon's informers would show: Ready nodes (cordoned while draining), their pods, pending pods.
+    """What the daemon's informers would show: the Ready nodes with their pods, and the pending pods.
 
     Views are cached on the simulated objects and rebuilt only when they change, so a snapshot of thousands
     of pods costs a tuple of references.

@@ -10,10 +10,8 @@ with an unreachable board added; remove); each asserts on the boards' own filesy
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 import yaml
 
 from tests.ansible.artifact_server import serve_directory
+from tests.ansible.cli import deployer
 from tests.fixtures.netns import NetnsHost, NetnsLab
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -115,19 +114,9 @@ def _prepare_front(front: NetnsHost) -> None:
     kubectl.chmod(0o755)
 
 
-def deployer(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DEPLOYER_HOME=str(home), COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-m", "deployer", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def edge_add(lab: Lab, home: Path, hosts: list[NetnsHost], *extra: str) -> subprocess.CompletedProcess[str]:
+def edge_add(
+    lab: Lab, home: Path, hosts: list[NetnsHost], *extra: str, front: NetnsHost | None = None
+) -> subprocess.CompletedProcess[str]:
     return deployer(
         home,
         "edge",
@@ -139,7 +128,7 @@ def edge_add(lab: Lab, home: Path, hosts: list[NetnsHost], *extra: str) -> subpr
         "--key",
         str(lab.lab.client_key),
         "--front",
-        lab.front.address,
+        (front or lab.front).address,
         "--group",
         "pis",
         "--label",
@@ -218,6 +207,13 @@ def test_join_writes_agent_config_labels_taints_and_token(lab: Lab, first_join) 
     assert lab.downloads.count("/k3s-arm64") == len(lab.edges)
 
 
+def test_the_join_token_stays_out_of_logs_and_state(home: Path, first_join) -> None:
+    logs = sorted((home / "logs").glob("ansible-edge_join-*.log"))
+    assert logs and all(stat.S_IMODE(log.stat().st_mode) == 0o600 for log in logs)
+    for path in [*logs, home / "state.db"]:
+        assert JOIN_TOKEN.encode() not in path.read_bytes(), path
+
+
 def test_edge_list_shows_the_joined_hosts(lab: Lab, home: Path, first_join) -> None:
     done = deployer(home, "edge", "list", "demo", "--json")
     assert done.returncode == 0, done.stderr
@@ -291,3 +287,14 @@ def test_remove_reverses_the_join(lab: Lab, home: Path, first_join) -> None:
     assert staying.path("/etc/rancher/k3s/config.yaml").exists()
     listed = json.loads(deployer(home, "edge", "list", "demo", "--json").stdout)
     assert {row["host"] for row in listed} == {lab.edges[0].address, staying.address}
+
+
+def test_unreachable_front_end_fails_every_board_and_records_nothing(lab: Lab, tmp_path: Path) -> None:
+    done = edge_add(lab, tmp_path, [lab.edges[1]], front=lab.down)
+    assert done.returncode == 1
+    row = summary(done)[lab.edges[1].address]
+    assert row["status"] == "failed"
+    assert row["error"].startswith(
+        f"{lab.edges[1].address}: failed at task 'Reach the front end': front end {lab.down.address}"
+    )
+    assert json.loads(deployer(tmp_path, "edge", "list", "demo", "--json").stdout) == []

@@ -14,6 +14,7 @@ from deployer.adapters.state.edge import EdgeHostRecord, EdgeHostStore
 from deployer.errors import UserError
 from deployer.lifecycle.edge import EdgeJoinOptions, front_from_outputs, validate_join_options
 from deployer.logs import redact
+from tests.ansible.cli import deployer
 
 
 @pytest.mark.parametrize(
@@ -128,3 +129,10 @@ def test_local_dummy_clusters_never_yield_a_front_end_to_dial(tmp_path: Path) ->
     with pytest.raises(UserError, match="pass --front"):
         deployment_front(paths, "demo", read_outputs)
     assert asked == []
+
+
+def test_edge_remove_of_an_unknown_host_fails_before_any_connection(tmp_path: Path) -> None:
+    done = deployer(tmp_path, "edge", "remove", "demo", "127.0.0.2", "--front", "127.0.0.1")
+    assert done.returncode == 1
+    assert "127.0.0.2 is not a joined edge host of 'demo'" in done.stderr
+    assert not (tmp_path / "logs").exists()  # no playbook ran

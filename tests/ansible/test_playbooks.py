@@ -6,6 +6,7 @@ in check mode, did not write), on the adapter's streamed events, and on its log 
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import yaml
 
 from deployer.adapters.ansible.inventory import SshTarget, build_inventory
 from deployer.adapters.ansible.runner import ProgressEvent, run_playbook
+from tests.ansible.cli import deployer
 from tests.fixtures.netns import NetnsHost, NetnsLab
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -115,34 +117,55 @@ def test_kubeconfig_fetch_points_the_copy_at_the_front_end(lab: Lab, tmp_path: P
     assert stat.S_IMODE(dest.stat().st_mode) == 0o600
 
 
-def test_edge_join_check_mode_reports_changes_and_writes_nothing(lab: Lab, tmp_path: Path) -> None:
+def test_edge_add_check_mode_reports_changes_and_writes_or_records_nothing(lab: Lab, tmp_path: Path) -> None:
     token = lab.front.path("/var/lib/rancher/k3s/server/node-token")
     token.parent.mkdir(parents=True, exist_ok=True)
     token.write_text("K10check-mode-token\n")
-    events: list[ProgressEvent] = []
-    result = run_playbook(
-        "edge_join.yml",
-        build_inventory(lab.target(lab.front, "front"), [lab.target(lab.board, "board")]),
-        {
-            "edge_node_apply_runtime": False,
-            "edge_node_allow_reboot": False,
-            "edge_node_service_mode": "exec",
-            # Nothing listens there: check mode must not download into directories it did not create.
-            "edge_node_agent_url": f"http://{lab.lab.gateway}:9/k3s-arm64",
-        },
-        logs_dir=tmp_path / "logs",
-        on_event=events.append,
-        host_key_checking=False,
-        check=True,
+    vars_file = tmp_path / "vars.yml"
+    vars_file.write_text(
+        yaml.safe_dump(
+            {
+                "edge_node_apply_runtime": False,
+                "edge_node_allow_reboot": False,
+                "edge_node_service_mode": "exec",
+            }
+        )
     )
-    assert result.failures == [], result.failures
-    assert result.hosts["board"].changed > 0
-    statuses = {e.task.split(" : ")[-1]: e.status for e in events if e.kind == "result" and e.host == "board"}
+    key = str(lab.lab.client_key)
+    done = deployer(
+        tmp_path / "home",
+        *(
+            "edge",
+            "add",
+            "demo",
+            lab.board.address,
+            "--user",
+            "root",
+            "--key",
+            key,
+            "--front",
+            lab.front.address,
+        ),
+        # Nothing listens there: check mode must not download into directories it did not create.
+        *("--agent-url", f"http://{lab.lab.gateway}:9/k3s-arm64", "--vars-file", str(vars_file)),
+        *("--insecure-host-keys", "--check", "--json"),
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (row,) = report["hosts"]
+    assert (report["action"], row["status"]) == ("join (check)", "ok")
+    assert row["changed"] > 0
+    events = [
+        json.loads(line) for line in Path(report["log"]).read_text().splitlines() if line.startswith("{")
+    ]
+    statuses = {e["task"].split(" : ")[-1]: e["status"] for e in events if e.get("host") == lab.board.address}
     assert statuses["Download the agent"] == "skipped"
     assert statuses["Write the agent configuration (server, labels, taints)"] == "changed"
     assert not lab.board.path("/etc/rancher/k3s").exists()
     assert not lab.board.path("/usr/local/bin/k3s").exists()
     assert not lab.board.path("/etc/modules-load.d/deployer-k8s.conf").exists()
+    listed = deployer(tmp_path / "home", "edge", "list", "demo", "--json")
+    assert json.loads(listed.stdout) == []
 
 
 def test_unknown_playbook_is_a_user_error(tmp_path: Path) -> None:

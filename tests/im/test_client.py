@@ -74,6 +74,27 @@ def test_update_adds_and_removes_chosen_vms(client):
         client.destroy(inf_id)
 
 
+def test_stop_and_start(client):
+    tag = new_tag()
+    inf_id = client.create(small_tosca(tag, workers=0), deployment_tag=tag)
+    try:
+        follow(client, inf_id, timeout=30, poll_interval=0.2)
+        client.stop(inf_id)
+        eventually(lambda: client.state(inf_id).state, "stopped")
+        client.start(inf_id)
+        eventually(lambda: client.state(inf_id).state in ("running", "configured"), True)
+    finally:
+        client.destroy(inf_id)
+
+
+def test_cloud_images_and_quotas(client):
+    images = client.cloud_images("local")
+    assert images and all({"uri", "name"} <= set(image) for image in images)
+    assert client.cloud_quotas("local")["cores"] == {"used": 1, "limit": 10}  # the Dummy connector's
+    with pytest.raises(RemoteError):
+        client.cloud_images("no-such-cloud")
+
+
 def test_dry_run_estimates_without_creating(client):
     estimate = client.estimate(small_tosca(new_tag(), workers=2))
     assert estimate, "the IM returns one estimate per cloud"

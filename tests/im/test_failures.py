@@ -138,6 +138,13 @@ def test_im_down_mid_follow_then_status_recovers(cli, im_user, local_im):
         assert "after 1s" in timed_out.stderr and "deployer destroy bumpy" in timed_out.stderr
     finally:
         local_im.start()
+    # Loading stored infrastructures after the restart must not switch template validation off
+    # (an IM bug that the local launcher contains).
+    broken = small_tosca(new_tag()).replace("num_cpus: 1", "num_cpuz: 1", 1)
+    with IMClient(local_im.url, im_user.entries) as check:
+        check.state(inf_id)  # makes the IM load (deserialise) the stored infrastructure
+        with pytest.raises(RemoteError, match="refused the template"):
+            check.create(broken, deployment_tag=new_tag())
     thread.join(timeout=60)
     client.close()
     assert not thread.is_alive()
@@ -149,31 +156,37 @@ def test_im_down_mid_follow_then_status_recovers(cli, im_user, local_im):
 
 def test_interrupted_submission_is_recovered_by_its_tag(cli, im_user, local_im):
     store = DeploymentStore(resolve_paths().state_db)
-    found_tag, lost_tag = new_tag(), new_tag()
-    for name, tag in (("crashed", found_tag), ("never", lost_tag)):
-        store.add(
-            DeploymentRecord(
-                name=name,
-                cloud="local",
-                im_url=local_im.url,
-                infrastructure_id=None,
-                deployment_tag=tag,
-                spec_hash="x",
-                tosca_redacted="x",
-                status=STATUS_SUBMITTING,
-                auth_file=str(im_user.auth_file),
-            )
+
+    def submitting(name: str, tag: str, *, age: float) -> None:
+        record = DeploymentRecord(
+            name=name,
+            cloud="local",
+            im_url=local_im.url,
+            infrastructure_id=None,
+            deployment_tag=tag,
+            spec_hash="x",
+            tosca_redacted="x",
+            status=STATUS_SUBMITTING,
+            auth_file=str(im_user.auth_file),
         )
+        store.add(record, now=time.time() - age)
+
     # "crashed": the create reached the IM but deployer died before recording the id.
+    found_tag = new_tag()
+    submitting("crashed", found_tag, age=0)
     with IMClient(local_im.url, im_user.entries) as client:
         inf_id = client.create(small_tosca(found_tag), deployment_tag=found_tag)
     assert cli.json("status", "crashed")["infrastructure_id"] == inf_id
     assert store.get("crashed").infrastructure_id == inf_id
-    # "never": the create never reached the IM.
-    gone = cli("status", "never", code=3)
-    assert "never created" in gone.stderr
-    assert store.find("never") is None
     cli("destroy", "crashed", "--yes")
+    # "never": nothing carries its tag. While young it may be a create still in flight elsewhere...
+    submitting("young", new_tag(), age=0)
+    assert "still being submitted" in cli("status", "young", code=3).stderr
+    assert store.find("young") is not None
+    # ...once old it is an orphan: forgotten, with a clear message.
+    submitting("never", new_tag(), age=600)
+    assert "never created" in cli("status", "never", code=3).stderr
+    assert store.find("never") is None
 
 
 def test_name_already_taken_is_refused_before_submitting(cli, im_user, local_im):

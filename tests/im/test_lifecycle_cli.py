@@ -47,6 +47,13 @@ def test_create_scale_destroy(cli, im_user, local_im):
     assert sorted(down["removed"]) == sorted([first, last])
     assert wn_vms(cli, "life") == [middle]
     assert "Contextualization disabled" in cli("logs", "life").stdout
+    unknown = cli("scale", "life", "--group", "gpu", "--count", "1", code=1)
+    assert "no worker group 'gpu'" in unknown.stderr and "wn_vm" in unknown.stderr
+    stranger = cli("scale", "life", "--group", "wn", "--count", "0", "--remove", "999", code=1)
+    assert "999" in stranger.stderr and "not in the group" in stranger.stderr
+    assert cli.json("scale", "life", "--group", "wn", "--count", "1")["added"] == []
+    reconfigured = cli("reconfigure", "life", "--timeout", "60")
+    assert "reconfiguration started" in reconfigured.stderr and "life: configured" in reconfigured.stderr
 
     cli("destroy", "life", "--yes")
     assert DeploymentStore(resolve_paths().state_db).all() == []

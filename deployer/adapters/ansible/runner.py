@@ -51,6 +51,8 @@ def playbook_artifact_url(name: str, base: str | None = None) -> str:
 
     With ``base`` (an http(s) URL where ``ansible/`` is published, e.g. a release mirror) the URL is
     ``<base>/<name>``; otherwise a ``file://`` URL to the local copy, which an IM on this machine reads.
+    The IM inlines the playbook's plays (dropping ``hosts``/``connection``) into the VM's own
+    contextualization, so the roles it names must be installed where the IM runs Ansible.
     """
     if not name.endswith((".yml", ".yaml")):
         name += ".yml"
@@ -277,7 +279,6 @@ def _environment(base: Path, run_dir: Path, host_key_checking: bool) -> dict[str
     env.update(
         ANSIBLE_CONFIG=str(base / "ansible.cfg"),
         ANSIBLE_STDOUT_CALLBACK="deployer_jsonl",
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_RETRY_FILES_ENABLED="0",

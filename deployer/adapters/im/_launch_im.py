@@ -10,6 +10,9 @@ Three guards make this IM safe to run on any machine (see shared/notes/im.md, SA
   tries to SSH into a Dummy VM's fake address nor runs Ansible (which would fetch roles);
 - the process may only open sockets to loopback addresses and only resolve local names, so even a
   mistake can never reach another host or download types from the internet;
+- TOSCA validation stays on: the IM's ``Tosca.deserialize`` (used when it loads stored
+  infrastructures, e.g. after a restart) switches tosca-parser's ``verify_template`` off for the whole
+  process and never back, after which invalid templates are accepted;
 - the Dummy connector also gives a simulated public address to VMs that ask for a public network, so
   the IM's wait for public IPs succeeds and the deployment stays ``configured`` (without this the IM
   flips it to ``unconfigured`` after ``WAIT_PUBLIC_IP_TIMEOUT``).
@@ -23,6 +26,7 @@ import ipaddress
 import os
 import signal
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +93,27 @@ def disable_contextualization() -> None:
     InfrastructureInfo.Contextualize = contextualize
 
 
+def keep_tosca_validation() -> None:
+    """Confine the IM's "verify=False" parse to that one parse (see the module docstring)."""
+    from IM.tosca.Tosca import Tosca
+    from toscaparser.tosca_template import ToscaTemplate
+
+    original_init = Tosca.__init__
+    verifier = vars(ToscaTemplate)["verify_template"]
+    # Parses run in the REST server's worker threads: one at a time, so that an unverified
+    # deserialisation can never overlap with the validation of a new template.
+    parse_lock = threading.Lock()
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        with parse_lock:
+            try:
+                original_init(self, *args, **kwargs)
+            finally:
+                ToscaTemplate.verify_template = verifier
+
+    Tosca.__init__ = init
+
+
 def simulate_public_ips() -> None:
     """Give Dummy VMs an address on each public network they are connected to."""
     from IM.connectors.Dummy import DummyCloudConnector
@@ -139,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
 
     install_network_guard()
     disable_contextualization()
+    keep_tosca_validation()
     simulate_public_ips()
 
     from IM import im_service

@@ -96,11 +96,6 @@ class AuthEntry:
         """The values that must never be printed, logged or stored (for ``register_secret``)."""
         return [value for key, value in self.fields.items() if _is_secret_field(key) and value]
 
-    def redacted_line(self) -> str:
-        """The line with secret values replaced by ``***``, for messages and ``--json`` output."""
-        masked = {k: ("***" if _is_secret_field(k) and v else v) for k, v in self.fields.items()}
-        return AuthEntry(self.type, self.id, masked).line()
-
 
 def _encode_value(key: str, value: str) -> str:
     if value != value.strip():

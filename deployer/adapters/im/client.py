@@ -234,6 +234,21 @@ class IMClient:
                 return item
         return {}
 
+    def cloud_images(self, cloud_id: str, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """``GET /clouds/<id>/images``: images the IM can launch on that cloud (``[{uri, name}]``)."""
+        what = f"list the images of cloud {cloud_id}"
+        params = {"filters": ",".join(f"{k}={v}" for k, v in filters.items())} if filters else None
+        data = self._json(self._request("GET", f"/clouds/{cloud_id}/images", what=what, params=params), what)
+        images = data.get("images", []) if isinstance(data, dict) else data
+        return [dict(image) for image in images or []]
+
+    def cloud_quotas(self, cloud_id: str) -> dict[str, Any]:
+        """``GET /clouds/<id>/quotas``: ``{resource: {used, limit}}`` as the IM reports it."""
+        what = f"read the quotas of cloud {cloud_id}"
+        data = self._json(self._request("GET", f"/clouds/{cloud_id}/quotas", what=what), what)
+        quotas = data.get("quotas", data) if isinstance(data, dict) else {}
+        return dict(quotas)
+
     # ---- writes ----------------------------------------------------------------------------
 
     def create(self, tosca: str, *, deployment_tag: str, skip_ids: Iterable[str] = ()) -> str:

@@ -76,10 +76,12 @@ class LocalIM:
         return info
 
     def answering(self, info: LocalIMInfo, timeout: float = 2.0) -> bool:
-        try:
-            return requests.get(f"{info.url}/version", timeout=timeout).ok
-        except requests.RequestException:
-            return False
+        with requests.Session() as session:
+            session.trust_env = False  # loopback: never through an HTTP(S)_PROXY from the environment
+            try:
+                return session.get(f"{info.url}/version", timeout=timeout).ok
+            except requests.RequestException:
+                return False
 
     def start(self, *, port: int | None = None, wait: float = 60.0) -> LocalIMInfo:
         """Start the server unless it runs already; return once it answers HTTP."""

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     tosca_redacted TEXT NOT NULL,
     status TEXT NOT NULL,
     auth_file TEXT,
+    clouds TEXT NOT NULL DEFAULT '',
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )
@@ -54,6 +55,8 @@ class DeploymentRecord:
     status: str
     # Where the credentials came from when the user passed --auth-file (a path, never the content).
     auth_file: str | None = None
+    # Every cloud the cluster uses, front end's first, comma-separated (multi-cloud credentials).
+    clouds: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
 
