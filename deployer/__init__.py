@@ -1,4 +1,4 @@
-"""deployer: render, deploy and elastically scale Kubernetes + OSCAR clusters through the Infrastructure Manager.
+"""deployer: render, deploy and elastically scale Kubernetes + OSCAR clusters through the IM.
 
 Layout (outer layers may import inner ones, never the reverse):
 

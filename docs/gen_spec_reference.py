@@ -46,8 +46,8 @@ def _default(field) -> str:
 def main() -> None:
     print("# Cluster spec reference\n")
     print("Generated from `deployer/core/spec.py` by `docs/gen_spec_reference.py`.\n")
-    print("Every field is optional. Sizes take `8 GiB`, `512 MiB`, `8G` or a bare number of GiB. Unknown keys")
-    print("are errors (with a did-you-mean hint). Override any field from the command line with")
+    print("Every field is optional. Sizes take `8 GiB`, `512 MiB`, `8G` or a bare number of GiB.")
+    print("Unknown keys are errors (with a did-you-mean hint). Override any field from the command line with")
     print("`--set path=value`, e.g. `--set worker_groups[0].max=5` or `--set oscar.enabled=false`.\n")
     for title, section, prefix in SECTIONS:
         print(f"## {title}\n")

@@ -1,5 +1,6 @@
 """`deployer daemon ...`: run the elasticity daemon (loop, ``--once``, ``--dry-run``), explain its current
-plan, and show how to run it from cron, a systemd timer or Kubernetes. Heavy imports stay in the commands."""
+plan, install it on a cluster's front end (Ansible role ``elastic_daemon``), and show how to run it from
+cron, a systemd timer or Kubernetes. Heavy imports stay in the commands."""
 
 from __future__ import annotations
 
@@ -240,6 +241,83 @@ Run the elasticity daemon for {name} in one of these ways (details and full file
 Preview what it would do:  deployer daemon run --cluster {name} --dry-run
 Why pods are waiting:      deployer daemon explain {name}
 """
+
+
+@app.command("install")
+def install(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Deployment (cluster) name."),
+    front: str | None = typer.Option(
+        None, "--front", help="Front-end address to use instead of the deployment's IM outputs."
+    ),
+    front_user: str = typer.Option("root", "--front-user", help="SSH user on --front (root or sudo)."),
+    front_key: Path | None = typer.Option(None, "--front-key", help="SSH private key for --front."),
+    service: bool = typer.Option(
+        False, "--service", help="Run the long-running daemon instead of one round per timer tick."
+    ),
+    interval: str | None = typer.Option(None, "--interval", help="Timer period (systemd syntax, e.g. 30s)."),
+    im_url: str | None = typer.Option(
+        None, "--im-url", help="The IM as the front end reaches it (default: the deployment's)."
+    ),
+    vars_file: Path | None = typer.Option(
+        None,
+        "--vars-file",
+        help="YAML file of more elastic_daemon role variables (elastic_daemon_package, ...).",
+    ),
+    insecure_host_keys: bool = typer.Option(
+        False, "--insecure-host-keys", help="Skip SSH host key checking for this run (lab and test hosts)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Install the daemon on the cluster's front end: its config, IM credentials (0600) and systemd units."""
+    from deployer.cli.playbooks import load_vars_file, playbook_progress
+    from deployer.lifecycle import daemon_install
+    from deployer.lifecycle.edge import explicit_front
+
+    ac = app_context(ctx)
+    options = daemon_install.DaemonInstallOptions(
+        run_mode="service" if service else "timer",
+        interval=interval,
+        im_url=im_url,
+        extra_vars=load_vars_file(vars_file),
+        host_key_checking=not insecure_host_keys,
+    )
+    target = explicit_front(front, user=front_user, key_file=front_key) if front else None
+    result = daemon_install.install_daemon(
+        ac.paths, name, front=target, on_event=playbook_progress(ac.verbose), options=options
+    )
+    if result is None:
+        hint = daemon_install.install_hint_command(name)
+        output.warn(f"{name} runs on the local (simulated) cloud: no front end to install on; see `{hint}`")
+        if json_out:
+            output.print_json({"cluster": name, "status": "skipped", "hint": hint})
+        return
+    failure = daemon_install.install_failure(result)
+    summary = result.hosts.get(daemon_install.FRONT)
+    unit = f"deployer-daemon.{options.run_mode}"
+    row = {
+        "cluster": name,
+        "front": target.address if target else "(from the IM outputs)",
+        "status": "ok" if failure is None else "failed",
+        "mode": options.run_mode,
+        "unit": unit,
+        "ok": summary.ok if summary else 0,
+        "changed": summary.changed if summary else 0,
+        "failed": summary.failed if summary else 0,
+        "unreachable": summary.unreachable if summary else 0,
+        "error": failure,
+        "log": str(result.log_path),
+    }
+    if json_out:
+        output.print_json(row)
+    else:
+        columns = ["front", "status", "mode", "ok", "changed", "failed", "unreachable"]
+        output.table(columns, [[row[c] for c in columns]], title=f"daemon install {name}")
+    if failure is not None:
+        output.error(failure)
+    output.info(f"full log: {result.log_path}")
+    if failure is not None:
+        raise typer.Exit(1)
 
 
 @app.command("install-hint")

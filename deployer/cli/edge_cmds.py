@@ -7,16 +7,16 @@ summary table on stdout. Exit code 1 when any host failed (the others still went
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from deployer.cli import output
 from deployer.cli.context import app_context
+from deployer.cli.playbooks import load_vars_file, playbook_progress
 
 if TYPE_CHECKING:
     from deployer.adapters.ansible.inventory import SshTarget
-    from deployer.adapters.ansible.runner import ProgressEvent
     from deployer.lifecycle.edge import EdgeRunReport
     from deployer.paths import Paths
 
@@ -27,53 +27,12 @@ _INSECURE_HELP = "Skip SSH host key checking for this run (lab and test hosts wh
 _VARS_HELP = "YAML file of extra Ansible variables for the roles (e.g. edge_node_registry_mirrors)."
 
 
-def _load_vars(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    import yaml
-
-    from deployer.errors import UserError
-
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"--vars-file {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise UserError(f"--vars-file {path}: expected a mapping of variable names to values")
-    return data
-
-
 def _front(paths: Paths, cluster: str, front: str | None, user: str, key: Path | None) -> SshTarget:
     from deployer.lifecycle import edge
 
     if front:
         return edge.explicit_front(front, user=user, key_file=key)
-    return edge.deployment_front(paths, cluster, _im_outputs(paths))
-
-
-def _im_outputs(paths: Paths) -> Any:
-    def read(cloud: str, im_url: str, infrastructure_id: str) -> dict[str, Any]:
-        from deployer.adapters.clouds.profiles import build_cloud_auth
-        from deployer.adapters.im.client import IMClient
-
-        auth = build_cloud_auth(paths, cloud.split(","), im_url=im_url)
-        with IMClient(im_url, auth.entries()) as client:
-            return client.outputs(infrastructure_id)
-
-    return read
-
-
-def _progress(verbose: int) -> Any:
-    def show(event: ProgressEvent) -> None:
-        if event.kind == "play":
-            output.info(f"== {event.play}")
-        elif event.kind == "result":
-            if event.status in ("failed", "unreachable"):
-                output.warn(f"{event.host}: {event.status}: {event.task}: {event.message}")
-            elif event.status == "changed" or verbose:
-                output.info(f"  {event.host}: {event.status}: {event.task}")
-
-    return show
+    return edge.deployment_front(paths, cluster)
 
 
 def _report(report: EdgeRunReport, as_json: bool) -> None:
@@ -142,13 +101,15 @@ def add(
         labels=tuple(label),
         taints=tuple(taint),
         agent_url=agent_url,
-        extra_vars=_load_vars(vars_file),
+        extra_vars=load_vars_file(vars_file),
         host_key_checking=not insecure_host_keys,
         check=check,
     )
     edge.validate_join_options(hosts, options)
     target = _front(ac.paths, cluster, front, front_user, front_key or key)
-    report = edge.add_edge_hosts(ac.paths, cluster, hosts, target, options, on_event=_progress(ac.verbose))
+    report = edge.add_edge_hosts(
+        ac.paths, cluster, hosts, target, options, on_event=playbook_progress(ac.verbose)
+    )
     _report(report, as_json)
 
 
@@ -193,7 +154,7 @@ def remove(
     from deployer.lifecycle import edge
 
     ac = app_context(ctx)
-    extra_vars = _load_vars(vars_file)
+    extra_vars = load_vars_file(vars_file)
     target = _front(ac.paths, cluster, front, front_user, front_key or key)
     report = edge.remove_edge_host(
         ac.paths,
@@ -203,6 +164,6 @@ def remove(
         key_file=key,
         extra_vars=extra_vars,
         host_key_checking=not insecure_host_keys,
-        on_event=_progress(ac.verbose),
+        on_event=playbook_progress(ac.verbose),
     )
     _report(report, as_json)

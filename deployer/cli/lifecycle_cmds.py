@@ -27,11 +27,20 @@ NAME_ARG = typer.Argument(..., help="Deployment name (see `deployer list`).")
 AUTH_FILE_OPT = typer.Option(
     None, "--auth-file", help="IM auth file (im_client format: 'id = X; type = T; key = value' lines)."
 )
-INSECURE_OPT = typer.Option(False, "--insecure", help="Do not verify the IM's TLS certificate (warns).")
+INSECURE_OPT = typer.Option(
+    False, "--insecure", help="Do not verify the IM's TLS certificate (warns; create remembers it)."
+)
+TOKEN_OPT = typer.Option(
+    None,
+    "--token",
+    help="OIDC access token for the IM and token-based clouds (else the profiles' token sources).",
+    show_default=False,
+)
 JSON_OPT = typer.Option(False, "--json", help="Machine-readable output on stdout.")
 TIMEOUT_OPT = typer.Option(1800.0, "--timeout", min=1, help="Seconds to wait for 'configured'.")
 WAIT_OPT = typer.Option(True, "--wait/--no-wait", help="Follow the deployment until it is configured.")
 
+INSECURE_REMEMBERED = "not verifying the IM's TLS certificate (--insecure was given at create)"
 SIMULATED_NOTE = "simulated VMs (local IM, Dummy connector): the addresses above are not reachable machines"
 
 
@@ -51,10 +60,28 @@ def _store(paths: Paths) -> DeploymentStore:
     return DeploymentStore(paths.state_db)
 
 
-def _client_for(paths: Paths, record: DeploymentRecord, auth_file: Path | None, insecure: bool) -> IMClient:
+def _client_for(
+    paths: Paths,
+    record: DeploymentRecord,
+    auth_file: Path | None,
+    insecure: bool,
+    token: str | None = None,
+) -> IMClient:
     from deployer.lifecycle.credentials import endpoint_for_record
 
-    return endpoint_for_record(paths, record, auth_file=auth_file).client(insecure=insecure)
+    _register_token(token)
+    endpoint = endpoint_for_record(paths, record, auth_file=auth_file, token=token)
+    if endpoint.insecure:
+        warn(f"{record.name}: {INSECURE_REMEMBERED}")
+    return endpoint.client(insecure=insecure)
+
+
+def _register_token(token: str | None) -> None:
+    """Mask ``--token`` in every log line and message from the start."""
+    if token:
+        from deployer.logs import register_secret
+
+        register_secret(token)
 
 
 def _resume_hint(name: str) -> str:
@@ -201,6 +228,7 @@ def create(
         None, "--workers", "-w", min=0, help="Initial VMs of the first group."
     ),
     insecure: bool = INSECURE_OPT,
+    token: str | None = TOKEN_OPT,
 ) -> None:
     """Render, validate and submit a cluster to the IM, record it, and follow it to 'configured'."""
     import secrets
@@ -208,7 +236,7 @@ def create(
     from deployer.adapters.tosca import validate_tosca
     from deployer.lifecycle.credentials import resolve_endpoint
     from deployer.lifecycle.deploy import mask_outputs, submit
-    from deployer.lifecycle.prepare import prepare_cluster
+    from deployer.lifecycle.prepare import check_placement, prepare_cluster
 
     paths = app_context(ctx).paths
     tag = f"dpl-{secrets.token_hex(8)}"
@@ -223,9 +251,15 @@ def create(
     )
     spec = prepared.spec
     assert spec.name is not None
+    check_placement(prepared)
+    for finding in prepared.findings:
+        warn(finding.message)
     validate_tosca(prepared.tosca_redacted, source=str(spec_file or "rendered TOSCA"))
-    endpoint = resolve_endpoint(paths, spec.clouds(), im_url=im_url, auth_file=auth_file)
-    with endpoint.client(insecure=insecure) as client:
+    _register_token(token)
+    endpoint = resolve_endpoint(
+        paths, spec.clouds(), im_url=im_url, auth_file=auth_file, token=token, insecure=insecure
+    )
+    with endpoint.client() as client:
         if dry_run:
             estimate = client.estimate(prepared.tosca)
             if json_output:
@@ -246,6 +280,7 @@ def create(
             spec_hash=prepared.spec_hash,
             auth_file=str(endpoint.auth_file) if endpoint.auth_file else None,
             clouds=spec.clouds(),
+            insecure=insecure,
         )
         info(f"{spec.name}: infrastructure {record.infrastructure_id} submitted to {client.url}")
         if not wait:
@@ -270,6 +305,13 @@ def create(
         as_json=json_output,
         extra={"infrastructure_id": record.infrastructure_id, "state": final.state},
     )
+    if spec.elasticity.enabled:
+        # Puts the elasticity daemon on the front end (real clouds), or says how to run it elsewhere.
+        from deployer.cli.playbooks import playbook_progress
+        from deployer.lifecycle.daemon_install import install_after_create
+
+        verbose = app_context(ctx).verbose
+        install_after_create(paths, spec.name, notify=warn, on_event=playbook_progress(verbose))
 
 
 def list_deployments(
@@ -295,7 +337,10 @@ def list_deployments(
             records.append(record)
             continue
         records.append(replace(record, im_url=endpoint.im_url))
-        clients.setdefault(endpoint.im_url, endpoint.client(insecure=insecure))
+        if endpoint.insecure:
+            warn(f"{record.name}: {INSECURE_REMEMBERED}")
+        if endpoint.im_url not in clients:
+            clients[endpoint.im_url] = endpoint.client(insecure=insecure)
     running = local_im(paths).status()
     if running is not None and running.url not in clients:
         from deployer.adapters.im.client import IMClient
@@ -327,6 +372,7 @@ def status(
     json_output: bool = JSON_OPT,
     auth_file: Path | None = AUTH_FILE_OPT,
     insecure: bool = INSECURE_OPT,
+    token: str | None = TOKEN_OPT,
 ) -> None:
     """The deployment's state and its VMs (state, TOSCA node, address)."""
     from dataclasses import asdict
@@ -336,7 +382,7 @@ def status(
     paths = app_context(ctx).paths
     store = _store(paths)
     record = store.get(name)
-    with _client_for(paths, record, auth_file, insecure) as client:
+    with _client_for(paths, record, auth_file, insecure, token) as client:
         record = recover_submission(store, client, record)
         assert record.infrastructure_id is not None
         if watch:
@@ -367,6 +413,7 @@ def outputs(
     json_output: bool = JSON_OPT,
     auth_file: Path | None = AUTH_FILE_OPT,
     insecure: bool = INSECURE_OPT,
+    token: str | None = TOKEN_OPT,
 ) -> None:
     """The cluster's outputs (Kubernetes API, OSCAR, MinIO endpoints, front-end IP)."""
     from deployer.lifecycle.deploy import mask_outputs, recover_submission
@@ -374,7 +421,7 @@ def outputs(
     paths = app_context(ctx).paths
     store = _store(paths)
     record = store.get(name)
-    with _client_for(paths, record, auth_file, insecure) as client:
+    with _client_for(paths, record, auth_file, insecure, token) as client:
         record = recover_submission(store, client, record)
         assert record.infrastructure_id is not None
         values = mask_outputs(client.outputs(record.infrastructure_id), show_secrets=show_secrets)
@@ -387,6 +434,7 @@ def logs(
     vm: str | None = typer.Option(None, "--vm", help="One VM's log (IM VM id, see `deployer status`)."),
     auth_file: Path | None = AUTH_FILE_OPT,
     insecure: bool = INSECURE_OPT,
+    token: str | None = TOKEN_OPT,
 ) -> None:
     """The contextualization log of the deployment (or of one VM)."""
     from deployer.lifecycle.deploy import recover_submission
@@ -394,7 +442,7 @@ def logs(
     paths = app_context(ctx).paths
     store = _store(paths)
     record = store.get(name)
-    with _client_for(paths, record, auth_file, insecure) as client:
+    with _client_for(paths, record, auth_file, insecure, token) as client:
         record = recover_submission(store, client, record)
         assert record.infrastructure_id is not None
         typer.echo(client.contmsg(record.infrastructure_id, vm))
@@ -413,6 +461,7 @@ def scale(
     json_output: bool = JSON_OPT,
     auth_file: Path | None = AUTH_FILE_OPT,
     insecure: bool = INSECURE_OPT,
+    token: str | None = TOKEN_OPT,
 ) -> None:
     """Add or remove worker VMs of one group through the IM (removals name their VMs)."""
     from dataclasses import asdict
@@ -424,7 +473,7 @@ def scale(
     store = _store(paths)
     record = store.get(name)
     chosen = [vm.strip() for vm in remove.split(",") if vm.strip()] if remove else None
-    with _client_for(paths, record, auth_file, insecure) as client:
+    with _client_for(paths, record, auth_file, insecure, token) as client:
         record = recover_submission(store, client, record)
         assert record.infrastructure_id is not None
         result = scale_group(client, record.infrastructure_id, group=group, count=count, remove=chosen)
@@ -447,6 +496,7 @@ def reconfigure(
     timeout: float = TIMEOUT_OPT,
     auth_file: Path | None = AUTH_FILE_OPT,
     insecure: bool = INSECURE_OPT,
+    token: str | None = TOKEN_OPT,
 ) -> None:
     """Run the IM's contextualization of the deployment again."""
     from deployer.lifecycle.deploy import recover_submission
@@ -454,7 +504,7 @@ def reconfigure(
     paths = app_context(ctx).paths
     store = _store(paths)
     record = store.get(name)
-    with _client_for(paths, record, auth_file, insecure) as client:
+    with _client_for(paths, record, auth_file, insecure, token) as client:
         record = recover_submission(store, client, record)
         assert record.infrastructure_id is not None
         client.reconfigure(record.infrastructure_id)
@@ -473,6 +523,7 @@ def destroy(
     ),
     auth_file: Path | None = AUTH_FILE_OPT,
     insecure: bool = INSECURE_OPT,
+    token: str | None = TOKEN_OPT,
 ) -> None:
     """Destroy the deployment's infrastructure. Already gone counts as success."""
     import sys
@@ -492,6 +543,6 @@ def destroy(
         typer.confirm(
             f"Destroy {name} (infrastructure {record.infrastructure_id} on {record.im_url})?", abort=True
         )
-    with _client_for(paths, record, auth_file, insecure) as client:
+    with _client_for(paths, record, auth_file, insecure, token) as client:
         existed = destroy_deployment(store, client, record, keep_record=keep_record)
     info(f"{name}: destroyed" if existed else f"{name}: was already gone from the IM; record cleaned up")

@@ -1,4 +1,7 @@
-"""``deployer render`` and ``deployer validate``: spec + flags to TOSCA, offline."""
+"""``deployer render`` and ``deployer validate``: spec + flags to TOSCA, offline.
+
+``render`` prints the placement findings (``deployer.core.placement.hybrid_findings``) as warnings.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 import typer
 
 from deployer.cli.context import app_context
-from deployer.cli.output import info, print_json
+from deployer.cli.output import info, print_json, warn
 
 SPEC_ARG = typer.Argument(None, help="Cluster spec YAML. Omit to use defaults and flags only.")
 CLOUD_OPT = typer.Option(None, "--cloud", "-c", help="Cloud profile (local, egi, ...). Overrides the spec.")
@@ -51,6 +54,8 @@ def render(
     prepared = prepare_cluster(
         app_context(ctx).paths, spec_file, cloud=cloud, name=name, overrides=extra, workers=workers
     )
+    for finding in prepared.findings:  # only create refuses to go on; rendering is a preview
+        warn(finding.message)
     if not no_validate:
         validate_tosca(prepared.tosca_redacted, source=str(spec_file or "rendered TOSCA"))
     if output is not None:

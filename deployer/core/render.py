@@ -25,6 +25,8 @@ from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from deployer import __version__
+from deployer.assets import asset_dir
+from deployer.core.elasticity.scheduling import GROUP_LABEL
 from deployer.core.spec import SECRET_FIELDS, ClusterSpec, WorkerGroup
 
 # Where a remote IM fetches the type definitions our templates use (GRyCAP's published types, which carry
@@ -33,15 +35,6 @@ PUBLISHED_TYPES_URL = "https://raw.githubusercontent.com/grycap/tosca/main/custo
 REDACTED = "<redacted>"  # 10 chars: still satisfies the 8-char MinIO constraint when validating
 WORKER_HOSTNAME = "{group}-#N#"  # the IM replaces #N# with the VM id; the daemon maps node names back
 DEFAULT_LOCAL_IMAGE = "dummy://deployer/ubuntu-22.04"
-
-
-def asset_dir(name: str) -> Path:
-    """A top-level asset folder (``tosca_templates``, ``ansible``) of this checkout or installed package."""
-    package_root = Path(__file__).resolve().parents[1]
-    for candidate in (package_root.parent / name, package_root / "_assets" / name):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"deployer asset folder '{name}' is missing from this installation")
 
 
 def types_file() -> Path:
@@ -126,7 +119,7 @@ def _group_context(spec: ClusterSpec, group: WorkerGroup, options: RenderOptions
         "min": group.min,
         "max": group.max,
         "removal_list": list(options.removal_lists.get(group.name, ())),
-        "tags": {"deployer.io/group": group.name, **group.labels},
+        "tags": {GROUP_LABEL: group.name, **group.labels},
     }
 
 

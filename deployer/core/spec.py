@@ -101,6 +101,11 @@ class Oscar(_Strict):
 class Elasticity(_Strict):
     enabled: bool = True
     idle_time: float = Field(300, gt=0, description="seconds a node stays idle before power-off")
+    idle_policy: Literal["fixed", "break-even"] = Field(
+        "break-even",
+        description="fixed: an empty node goes after idle_time; break-even: after min(idle_time, "
+        "max(60 s, its group's boot_seconds + 30 s shutdown)), the node-time a re-boot costs",
+    )
     max_booting: int = Field(0, ge=0, description="0: no limit")
     min_spare_nodes: int = Field(0, ge=0)
     max_nodes: int = Field(0, ge=0, description="cluster-wide cap on workers, 0: sum of group max")

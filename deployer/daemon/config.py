@@ -42,18 +42,24 @@ class DaemonPlan:
     loop: LoopSettings
 
 
-def spec_from_tosca(tosca: str, cluster: str) -> ClusterSpec:
-    """The groups and elasticity settings embedded in a rendered deployment TOSCA."""
+def embedded_config(tosca: str, cluster: str) -> str:
+    """The elasticity config embedded in a rendered deployment TOSCA: the ``elasticity`` node's ``config``
+    property, the JSON string exactly as rendered (what the ``elastic_daemon`` role gets as its spec)."""
     try:
         document = yaml.safe_load(tosca) or {}
-        node = document["topology_template"]["node_templates"][ELASTICITY_NODE]
-        config = json.loads(node["properties"]["config"])
+        config = document["topology_template"]["node_templates"][ELASTICITY_NODE]["properties"]["config"]
+        json.loads(config)
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as err:
         raise UserError(
             f"deployment {cluster!r} carries no elasticity settings (was it created with elasticity.enabled: "
             "false?); pass --spec FILE"
         ) from err
-    return spec_from_config(config, cluster)
+    return str(config)
+
+
+def spec_from_tosca(tosca: str, cluster: str) -> ClusterSpec:
+    """The groups and elasticity settings embedded in a rendered deployment TOSCA."""
+    return spec_from_config(json.loads(embedded_config(tosca, cluster)), cluster)
 
 
 def spec_from_config(config: Mapping[str, Any], cluster: str) -> ClusterSpec:
@@ -116,7 +122,6 @@ def read_daemon_file(path: Path) -> DaemonFile:
         ssh_key=settings.get("ssh_key"),
         insecure=bool(settings.get("insecure", False)),
     )
-
 
 
 def daemon_plan(spec: ClusterSpec, cluster: str) -> DaemonPlan:

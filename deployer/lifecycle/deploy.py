@@ -86,6 +86,7 @@ def submit(
     spec_hash: str,
     auth_file: str | None = None,
     clouds: Sequence[str] = (),
+    insecure: bool = False,
 ) -> DeploymentRecord:
     """Record the deployment, submit its TOSCA, and store the infrastructure id."""
     store.add(
@@ -100,6 +101,7 @@ def submit(
             status=STATUS_SUBMITTING,
             auth_file=auth_file,
             clouds=",".join(clouds or [cloud]),
+            insecure=insecure,
         )
     )
     known = [r.infrastructure_id for r in store.all() if r.infrastructure_id]

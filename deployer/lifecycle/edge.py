@@ -122,12 +122,14 @@ def front_from_outputs(outputs: Mapping[str, Any], key_dir: Path, cluster: str) 
 
 
 def deployment_front(
-    paths: Paths, cluster: str, read_outputs: Callable[[str, str, str], Mapping[str, Any]]
+    paths: Paths,
+    cluster: str,
+    read_outputs: Callable[[str, str, str], Mapping[str, Any]] | None = None,
 ) -> SshTarget:
     """The front end of a deployed cluster: its record in the state store, then its IM outputs.
 
-    ``read_outputs(cloud, im_url, infrastructure_id)`` asks the IM (the CLI builds the authenticated
-    client); kept a parameter so this module does not decide how credentials are found.
+    ``read_outputs(cloud, im_url, infrastructure_id)`` asks the IM; by default with the deployment's own
+    credentials (the same ones ``status`` and ``destroy`` use).
     """
     from deployer.adapters.state.store import DeploymentStore
 
@@ -137,7 +139,13 @@ def deployment_front(
         raise UserError(f"cluster {cluster!r} runs on the local Dummy cloud: no real front end; pass --front")
     if not record.infrastructure_id:
         raise UserError(f"cluster {cluster!r} has no infrastructure yet (status {record.status})")
-    outputs = read_outputs(record.cloud, record.im_url, record.infrastructure_id)
+    if read_outputs is None:
+        from deployer.lifecycle.credentials import endpoint_for_record
+
+        with endpoint_for_record(paths, record).client() as client:
+            outputs = client.outputs(record.infrastructure_id)
+    else:
+        outputs = read_outputs(record.cloud, record.im_url, record.infrastructure_id)
     return front_from_outputs(outputs, paths.state_dir / "keys", cluster)
 
 

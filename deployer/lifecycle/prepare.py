@@ -2,8 +2,9 @@
 
 Resolves the things the pure core leaves open: a generated cluster name (persisted once), generated
 secrets (persisted 0600, reused, so re-rendering is byte-identical), how the IM gets the type definitions,
-and default images from cloud profiles. Returns both the real TOSCA and a redacted copy that is safe to
-store or print.
+default images from cloud profiles, and whether the clouds are simulated (every one of kind local).
+Returns both the real TOSCA and a redacted copy that is safe to store or print, and the placement
+findings (``deployer.core.placement.hybrid_findings``): ``create`` stops on an error, ``render`` warns.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.adapters.state.secrets import SecretStore, new_secret
+from deployer.core.placement import Finding, hybrid_findings
 from deployer.core.render import RenderOptions, redacted, render_tosca
 from deployer.core.spec import ClusterSpec, fill_secrets, load_spec
+from deployer.errors import NotFoundError, UserError
 from deployer.paths import Paths
 
 LOCAL_CLOUD = "local"
@@ -30,12 +33,21 @@ class PreparedCluster:
     deployment_tag: str | None
     spec_hash: str  # of the redacted spec: changes when the cluster definition does
     types: str  # "local" or "remote"
+    findings: tuple[Finding, ...] = ()  # placement problems; see ``check_placement``
 
 
-def types_mode(spec: ClusterSpec) -> str:
+def types_mode(spec: ClusterSpec, simulated: bool | None = None) -> str:
     if spec.types != "auto":
         return spec.types
-    return "local" if spec.cloud == LOCAL_CLOUD else "remote"
+    simulated = spec.cloud == LOCAL_CLOUD if simulated is None else simulated
+    return "local" if simulated else "remote"
+
+
+def check_placement(prepared: PreparedCluster) -> None:
+    """Stop on the placement errors (one line); nothing has been submitted or recorded yet."""
+    errors = [f.message for f in prepared.findings if f.level == "error"]
+    if errors:
+        raise UserError(f"cluster {prepared.spec.name}: {'; '.join(errors)}")
 
 
 def spec_hash(spec: ClusterSpec) -> str:
@@ -50,11 +62,15 @@ def render_prepared(
     default_images: Mapping[str, str] | None = None,
     counts: Mapping[str, int] | None = None,
     removal_lists: Mapping[str, tuple[str, ...]] | None = None,
+    simulated: bool | None = None,
+    findings: tuple[Finding, ...] = (),
 ) -> PreparedCluster:
-    """Render an already complete spec (name + secrets), e.g. again with new group counts."""
+    """Render an already complete spec (name + secrets), e.g. again with new group counts.
+    ``simulated`` defaults to "the front end is on the built-in local cloud"."""
+    simulated = spec.cloud == LOCAL_CLOUD if simulated is None else simulated
     options = RenderOptions(
-        types=types_mode(spec),
-        simulated=spec.cloud == LOCAL_CLOUD,
+        types=types_mode(spec, simulated),
+        simulated=simulated,
         default_images=dict(default_images or {}),
         deployment_tag=deployment_tag,
         counts=dict(counts or {}),
@@ -67,6 +83,7 @@ def render_prepared(
         deployment_tag=deployment_tag,
         spec_hash=spec_hash(spec),
         types=options.types,
+        findings=findings,
     )
 
 
@@ -93,18 +110,37 @@ def prepare_cluster(
     default_images: Mapping[str, str] | None = None,
 ) -> PreparedCluster:
     spec = load_spec(spec_file, overrides, cloud=cloud, name=name, workers=workers)
+    kinds = cloud_kinds(paths, spec)
     source = str(spec_file.resolve()) if spec_file is not None else f"<flags:{spec.cloud}>"
     spec = complete_spec(paths, spec, source)
     if default_images is None:
         default_images = _profile_images(paths, spec)
-    return render_prepared(spec, deployment_tag=deployment_tag, default_images=default_images)
+    return render_prepared(
+        spec,
+        deployment_tag=deployment_tag,
+        default_images=default_images,
+        simulated=all(kinds.get(c) == LOCAL_CLOUD for c in spec.clouds()),
+        findings=tuple(hybrid_findings(spec, kinds)),
+    )
+
+
+def cloud_kinds(paths: Paths, spec: ClusterSpec) -> dict[str, str]:
+    """Cloud name -> profile kind, for the spec's clouds that have a profile (``local`` always has)."""
+    from deployer.adapters.clouds.profiles import get_profile
+
+    kinds = {}
+    for cloud in spec.clouds():
+        try:
+            kinds[cloud] = get_profile(paths, cloud).kind
+        except NotFoundError:
+            continue  # rendering still works; create fails on the missing credentials instead
+    return kinds
 
 
 def _profile_images(paths: Paths, spec: ClusterSpec) -> Mapping[str, str]:
     """Default images from the cloud profiles. A cloud without a profile has none: rendering still works
     (the IM then picks by the os properties), and ``create`` fails on the missing credentials instead."""
     from deployer.adapters.clouds.profiles import default_images
-    from deployer.errors import NotFoundError
 
     images: dict[str, str] = {}
     for cloud in spec.clouds():

@@ -129,6 +129,9 @@ def simulate(
     """Replay ``jobs`` on a cluster of ``groups`` under ``policy``; deterministic for ``config.seed``."""
     if not groups:
         raise UserError("the spec defines no worker or edge group to simulate")
+    # The planner expects the shutdown time the simulated power managers take (break-even idle policy).
+    shutdown = (config or SimConfig()).shutdown_seconds
+    groups = tuple(replace(g, shutdown_seconds=shutdown) for g in groups)
     sim = Simulation(groups, jobs, make_policy(policy, settings or PolicySettings()), config).run()
     return summarize(sim)
 

@@ -17,6 +17,10 @@ import yaml
 
 from deployer.adapters.ansible.inventory import SshTarget, build_inventory
 from deployer.adapters.ansible.runner import ProgressEvent, run_playbook
+from deployer.core.elasticity.from_spec import groups_from_spec
+from deployer.core.spec import ClusterSpec, fill_secrets, validate_spec
+from deployer.daemon.config import embedded_config, read_daemon_file, spec_from_config
+from deployer.lifecycle.prepare import render_prepared
 from tests.ansible.cli import deployer
 from tests.fixtures.netns import NetnsHost, NetnsLab
 
@@ -31,6 +35,20 @@ clusters:
   name: default
 kind: Config
 """
+
+
+ELASTIC_SPEC = {
+    "name": "demo",
+    "cloud": "local",
+    "elasticity": {"idle_time": 120},
+    "worker_groups": [{"name": "wn", "max": 3}, {"name": "wn-big", "max": 2, "cpus": 8}],
+}
+
+
+def elastic_cluster() -> tuple[ClusterSpec, str]:
+    """A spec and the elasticity config its deployment TOSCA embeds (what the role gets as its spec)."""
+    spec, _ = fill_secrets(validate_spec(ELASTIC_SPEC), {}, lambda *_, **__: "not-a-real-secret")
+    return spec, embedded_config(render_prepared(spec).tosca_redacted, "demo")
 
 
 @dataclass
@@ -59,7 +77,9 @@ def test_elastic_daemon_writes_units_config_and_private_credentials(lab: Lab, tm
             "elastic_daemon_install": False,
             "elastic_daemon_service_mode": "none",
             "elastic_daemon_cluster": "demo",
-            "elastic_daemon_settings": {"idle_seconds": 300},
+            "elastic_daemon_spec": elastic_cluster()[1],
+            "elastic_daemon_im_url": "https://im.example.org:8800",
+            "elastic_daemon_infrastructure_id": "inf-1",
             "elastic_daemon_credentials": CREDENTIALS,
             "elastic_daemon_interval": "45s",
         },
@@ -79,7 +99,12 @@ def test_elastic_daemon_writes_units_config_and_private_credentials(lab: Lab, tm
     assert yaml.safe_load(config.read_text()) == {
         "cluster": "demo",
         "credentials_file": "/etc/deployer/auth.dat",
-        "settings": {"idle_seconds": 300},
+        "settings": {
+            "im_url": "https://im.example.org:8800",
+            "infrastructure_id": "inf-1",
+            "spec": json.loads(elastic_cluster()[1]),
+            "kubeconfig": "/etc/rancher/k3s/k3s.yaml",
+        },
     }
     service = front.path("/etc/systemd/system/deployer-daemon.service").read_text()
     assert (
@@ -96,7 +121,60 @@ def test_elastic_daemon_writes_units_config_and_private_credentials(lab: Lab, tm
     log = result.log_path.read_text()
     assert stat.S_IMODE(result.log_path.stat().st_mode) == 0o600
     assert "s3cret-daemon-pass" not in log
-    assert "Write the daemon service and timer units" in log
+    assert "Write the daemon units" in log
+
+
+def test_elastic_daemon_config_is_what_daemon_run_reads(lab: Lab, tmp_path: Path) -> None:
+    """Long-running service mode, the spec as a mapping, credentials from a 0600 file on this machine."""
+    spec, embedded = elastic_cluster()
+    credentials = tmp_path / "auth.dat"
+    credentials.write_text(CREDENTIALS)
+    credentials.chmod(0o600)
+    stale_timer = lab.front.path("/etc/systemd/system/deployer-daemon.timer")
+    stale_timer.parent.mkdir(parents=True, exist_ok=True)
+    stale_timer.write_text("[Timer]\nOnUnitInactiveSec=30s\n")  # left by an earlier timer-mode install
+    result = run_playbook(
+        "elastic_daemon.yml",
+        build_inventory(lab.target(lab.front, "front"), []),
+        {
+            "elastic_daemon_install": False,
+            "elastic_daemon_service_mode": "none",
+            "elastic_daemon_run_mode": "service",
+            "elastic_daemon_cluster": "demo",
+            "elastic_daemon_spec": json.loads(embedded),
+            "elastic_daemon_im_url": "https://im.example.org:8800",
+            "elastic_daemon_infrastructure_id": "inf-2",
+            "elastic_daemon_insecure": True,
+            "elastic_daemon_extra_args": ["--metrics-port", "9464"],
+            "elastic_daemon_credentials_file": str(credentials),
+        },
+        logs_dir=tmp_path / "logs",
+        host_key_checking=False,
+        secrets=["s3cret-daemon-pass"],
+    )
+    assert result.failures == [], result.failures
+    front = lab.front
+    read = read_daemon_file(front.path("/etc/deployer/daemon.yaml"))
+    assert (read.cluster, read.im_url, read.infra_id, read.insecure) == (
+        "demo",
+        "https://im.example.org:8800",
+        "inf-2",
+        True,
+    )
+    assert read.auth_file == Path("/etc/deployer/auth.dat")
+    assert read.kubeconfig == Path("/etc/rancher/k3s/k3s.yaml")
+    assert read.spec is not None
+    assert groups_from_spec(spec_from_config(read.spec, "demo")) == groups_from_spec(spec)
+    auth = front.path("/etc/deployer/auth.dat")
+    assert auth.read_text() == CREDENTIALS
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+    service = front.path("/etc/systemd/system/deployer-daemon.service").read_text()
+    exec_start = "ExecStart=/opt/deployer/venv/bin/deployer daemon run --config /etc/deployer/daemon.yaml"
+    assert f"{exec_start} --metrics-port 9464\n" in service
+    assert "Restart=on-failure" in service and "WantedBy=multi-user.target" in service
+    assert "Type=oneshot" not in service
+    assert not front.path("/etc/systemd/system/deployer-daemon.timer").exists()
+    assert "s3cret-daemon-pass" not in result.log_path.read_text()
 
 
 def test_kubeconfig_fetch_points_the_copy_at_the_front_end(lab: Lab, tmp_path: Path) -> None:

@@ -120,3 +120,35 @@ def test_known_prices_beat_size():
     choice = choose_flavor(flavors, cpus=2, memory_mib=4096)
     assert choice.flavor.name == "big-cheap"
     assert "small-dear: fits but costs more than big-cheap" in choice.reasons
+
+
+class _PublicIMClient:
+    """Only the IM client's public API that ``check_im`` may use; records what was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def version(self) -> str:
+        self.calls.append(("version", ""))
+        return "1.2.3"
+
+    def cloud_quotas(self, cloud_id: str) -> dict:
+        self.calls.append(("quotas", cloud_id))
+        return {"cores": {"used": 1, "limit": 10}}
+
+    def cloud_images(self, cloud_id: str) -> list[dict]:
+        self.calls.append(("images", cloud_id))
+        return [{"uri": "dummy://img", "name": "img"}]
+
+
+def test_check_im_uses_the_public_client_api_only():
+    report = discovery.CheckReport(cloud="lab", kind="openstack", auth_id="lab")
+    client = _PublicIMClient()
+    discovery.check_im(report, client)
+    assert report.ok, report.errors
+    assert client.calls == [("version", ""), ("quotas", "lab"), ("images", "lab")]
+    assert (report.im_version, report.quotas["cores"], report.im_images[0]["uri"]) == (
+        "1.2.3",
+        {"used": 1, "limit": 10},
+        "dummy://img",
+    )

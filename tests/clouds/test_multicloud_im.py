@@ -1,5 +1,6 @@
 """Multi-cloud against the REAL local IM: two Dummy clouds from two profiles, one group on each, and the
-token-leak check over a full run (profiles, check, create, destroy) with an access token in play.
+token-leak check over a full run (profiles, check, create, destroy, and a CLI create/scale/destroy with
+``--token`` through an IM front that accepts the token) with an access token in play.
 
 The cluster is rendered by ``deployer.core.render`` and submitted with ``IMClient`` directly (the
 life-cycle create command is tested by its own suite); the auth comes from ``build_cloud_auth``.
@@ -13,17 +14,19 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from typer.testing import CliRunner
 
 from deployer.adapters.clouds import profiles
 from deployer.adapters.clouds.profiles import CloudProfile
-from deployer.adapters.im.auth import auth_header
-from deployer.adapters.im.client import IMClient
+from deployer.adapters.im.auth import AuthEntry, auth_header
+from deployer.adapters.im.client import IM_AUTH_TYPE, IMClient
 from deployer.cli.app import app
 from deployer.core.render import RenderOptions, cloud_auth_id, render_tosca
 from deployer.core.spec import validate_spec
 from deployer.paths import resolve_paths
 from tests.clouds.conftest import make_jwt
+from tests.clouds.token_proxy import TokenIMProxy
 
 pytestmark = pytest.mark.im
 
@@ -111,7 +114,7 @@ def test_check_reads_quotas_and_images_through_the_im(deployer_home, local_im):
     assert [i["uri"] for i in report["im_images"]][:1] == ["mock0://linux.for.ev.er/image1"]
 
 
-def test_the_token_never_lands_on_disk_or_in_logs(deployer_home, local_im, im_user, monkeypatch):
+def test_the_token_never_lands_on_disk_or_in_logs(deployer_home, local_im, im_user, monkeypatch, tmp_path):
     token = make_jwt(
         {"iss": "https://aai.egi.eu/auth/realms/egi", "sub": "leak-check", "exp": time.time() + 3000}
     )
@@ -177,6 +180,43 @@ def test_the_token_never_lands_on_disk_or_in_logs(deployer_home, local_im, im_us
     finally:
         client.destroy(inf_id)
         client.close()
+
+    # The life cycle through the CLI with --token: local-kind profiles on an IM that accepts the token.
+    im_line = next(e for e in im_user.entries if e.type == IM_AUTH_TYPE)
+    proxy = TokenIMProxy(local_im.url, token, im_line).start()
+    try:
+        for name in ("tok-a", "tok-b"):
+            profiles.add_profile(paths, CloudProfile(name, "local", {"im_url": proxy.url}))
+        spec_file = tmp_path / "tokened.yaml"
+        spec_file.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "tokened",
+                    "cloud": "tok-a",
+                    "oscar": {"enabled": False},
+                    "worker_groups": [{"name": "wb", "cloud": "tok-b", "initial": 1, "max": 2}],
+                }
+            )
+        )
+        assert run("create", str(spec_file), "--token", token, "--timeout", "60") == 0
+        assert run("scale", "tokened", "-g", "wb", "--count", "2", "--token", token, "--timeout", "60") == 0
+        assert run("status", "tokened", "--token", token) == 0
+        assert run("outputs", "tokened", "--token", token) == 0
+        assert run("status", "tokened") != 0  # without it: another IM user, who does not own the cluster
+        assert run("destroy", "tokened", "--yes", "--token", token) == 0
+    finally:
+        proxy.stop()
+    assert [r.status for r in proxy.requests if r.method in ("POST", "DELETE")] == [200, 200, 200]
+    with_token = [
+        entries
+        for entries in proxy.headers_seen
+        if AuthEntry(IM_AUTH_TYPE, None, {"token": token}) in entries
+    ]
+    assert len(with_token) == len(proxy.headers_seen) - 1  # all but the status without --token
+    assert all(
+        {e.id for e in entries if e.type == "Dummy"} == {cloud_auth_id("tok-a"), cloud_auth_id("tok-b")}
+        for entries in proxy.headers_seen
+    )
 
     # The profile that stores the token literally is 0600 by design; every other file must be clean.
     leaks = []

@@ -84,6 +84,7 @@ def make_group(
     hosts: tuple[str, ...] = (),
     labels: Mapping[str, str] | None = None,
     taints: tuple[Taint, ...] = (),
+    boot_seconds: float = 180.0,
 ) -> NodeGroup:
     return NodeGroup(
         name=name,
@@ -97,6 +98,7 @@ def make_group(
         cost_per_hour=cost,
         priority=priority,
         hosts=hosts,
+        boot_seconds=boot_seconds,
     )
 
 
@@ -176,7 +178,7 @@ def snapshot(nodes: Sequence[Node] = (), pods: Sequence[Pod] = (), **kw: object)
 
 
 def settings(**overrides: object) -> ElasticitySettings:
-    """Settings for tests: no cooldowns unless asked, so each rule is seen alone."""
-    values: dict[str, object] = {"scale_down_cooldown": 0.0}
+    """Settings for tests: no cooldowns and a fixed idle_time unless asked, so each rule is seen alone."""
+    values: dict[str, object] = {"scale_down_cooldown": 0.0, "idle_policy": "fixed"}
     values.update(overrides)
     return ElasticitySettings(**values)  # type: ignore[arg-type]

@@ -54,6 +54,7 @@ def clusters(draw, unlimited: bool = False):
             cost=0.0 if edge else draw(st.sampled_from([0.1, 0.3])),
             priority=draw(st.integers(0, 2)),
             hosts=tuple(f"{name}-{i}" for i in range(max_size)) if edge else (),
+            boot_seconds=draw(st.sampled_from([45.0, 180.0])),
         )
         groups.append(group)
         ready = draw(st.integers(0, min(max_size, 4)))
@@ -107,6 +108,7 @@ def clusters(draw, unlimited: bool = False):
         scale_down_cooldown=0,
         min_spare_nodes=draw(st.integers(0, 2)),
         scale_down_underutilized=draw(st.booleans()),
+        idle_policy=draw(st.sampled_from(["fixed", "break-even"])),
         max_nodes_total=0 if unlimited else draw(st.sampled_from([0, 3, 8])),
         max_booting=0 if unlimited else draw(st.sampled_from([0, 1, 3])),
     )
@@ -165,11 +167,19 @@ def test_limits_hold_and_protected_nodes_are_never_removed(cluster):
         for name in d.nodes:
             assert not _protected(nodes[name], snap), name
             record = state.records[name]
-            assert NOW - record.idle_since >= cfg.idle_time
+            assert NOW - (record.idle_since or record.underutilized_since) >= _idle_wait(d.group, groups, cfg)
     for u in result.scale_ups:
         group = next(g for g in groups if g.name == u.group)
         if group.kind is not GroupKind.CLOUD:  # never a board that is on or already booting
             assert len(u.nodes) == u.count and not set(u.nodes) & (set(nodes) | set(state.records))
+
+
+def _idle_wait(group_name, groups, cfg) -> float:
+    """The least time a removed node was idle: idle_time, or break-even's boot + 30 s shutdown (>= 60 s)."""
+    group = next(g for g in groups if g.name == group_name)
+    if cfg.idle_policy == "fixed":
+        return cfg.idle_time
+    return min(cfg.idle_time, max(60.0, group.boot_seconds + 30.0))
 
 
 def _fits_group(pod, group) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from deployer.core.elasticity.model import ElasticitySettings
 from deployer.sim.clues import CluesSettings
 from deployer.sim.engine import Simulation
 from deployer.sim.run import PolicySettings, simulate, summarize
@@ -99,15 +100,36 @@ def test_clues_manages_only_the_first_worker_group():
     assert result.pending_max_s == 350  # the second job waits for the first (250-350) on the only node
 
 
-def test_ours_boots_after_the_batching_window_and_prefers_edge_boards():
+@pytest.mark.parametrize(
+    ("idle_policy", "idle_wait"),
+    [
+        ("fixed", 300),  # idle_time
+        ("break-even", 75),  # min(idle_time, max(60 s floor, 45 s boot + 30 s shutdown))
+    ],
+)
+def test_ours_boots_after_the_batching_window_and_prefers_edge_boards(idle_policy, idle_wait):
     # A multi-arch job: the planner wakes a board (edge first) after the 1 s batching window; it boots in 45 s.
-    result = simulate((cloud(), edge()), [job(0, 1, 100)], "deployer", EXACT)
+    settings = PolicySettings(elasticity=ElasticitySettings(idle_policy=idle_policy))
+    result = simulate((cloud(), edge()), [job(0, 1, 100)], "deployer", EXACT, settings)
     assert result.pending_p50_s == pytest.approx(1 + 45)
     assert set(result.node_hours_by_group) == {"wn", "pis"}
     assert result.node_hours_by_group["wn"] == 0
-    # On for boot + job + idle_time + shutdown, give or take one 30 s resync.
-    assert (45 + 100 + 300 + 30) / HOUR <= result.node_hours <= (45 + 100 + 300 + 30 + 60) / HOUR
+    # On for boot + job + the idle wait + shutdown, give or take one 30 s resync.
+    on = 45 + 100 + idle_wait + 30
+    assert on / HOUR <= result.node_hours <= (on + 60) / HOUR
     assert (result.evictions, result.rejected_actions) == (0, 0)
+
+
+def test_break_even_waits_for_the_shutdown_time_the_simulation_uses():
+    # A cloud node (180 s boot) with a 120 s shutdown: break-even keeps it idle 180 + 120 = 300 s, i.e. the
+    # full idle_time of 400 s is cut to 300 s; with the default 30 s shutdown it would be 210 s.
+    slow_off = replace(EXACT, shutdown_seconds=120.0)
+    settings = PolicySettings(elasticity=ElasticitySettings(idle_time=400, idle_policy="break-even"))
+    result = simulate((cloud(),), [job(0, 1, 100)], "deployer", slow_off, settings)
+    down = [e for e in result.scale_events if e.delta < 0]
+    assert len(down) == 1
+    idle_from = 1 + 180 + 100
+    assert idle_from + 300 <= down[0].time <= idle_from + 300 + 30
 
 
 def test_ours_never_scales_for_a_job_no_group_can_hold():

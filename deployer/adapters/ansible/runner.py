@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from deployer.assets import asset_dir
 from deployer.errors import TimeoutExpired, UserError
 from deployer.logs import redact, register_secret
 from deployer.paths import ensure_private_dir
@@ -40,7 +41,7 @@ DEFAULT_TIMEOUT_S = 3600.0
 def ansible_dir() -> Path:
     """Where our playbooks, roles and callback live (``DEPLOYER_ANSIBLE_DIR`` overrides)."""
     override = os.environ.get(ANSIBLE_DIR_ENV)
-    found = Path(override) if override else Path(__file__).resolve().parents[3] / "ansible"
+    found = Path(override) if override else asset_dir("ansible")
     if not (found / "ansible.cfg").is_file():
         raise UserError(f"deployer's Ansible playbooks are not at {found}; set {ANSIBLE_DIR_ENV}")
     return found

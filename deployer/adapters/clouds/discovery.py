@@ -4,10 +4,8 @@ Called by ``deployer clouds check`` (``check_cloud``) and by whoever sizes worke
 (``openstack_flavors`` + ``deployer.core.placement.choose_flavor``). openstacksdk is imported inside
 the functions: it is heavy and only the OpenStack-based kinds (openstack, egi with a Keystone URL)
 need it.
-
-The IM calls ``GET /clouds/{id}/images`` and ``GET /clouds/{id}/quotas`` are not in the IM client, so
-``im_cloud_images`` / ``im_cloud_quotas`` send them through the client's own request path (same
-session, auth header, timeouts, retries and error mapping).
+What the IM itself reports for a cloud (its images and quotas) comes from ``IMClient.cloud_images`` and
+``IMClient.cloud_quotas``.
 """
 
 from __future__ import annotations
@@ -132,26 +130,6 @@ def openstack_images(conn: Any, host: str | None = None) -> list[Image]:
         raise _translate(err, "list images") from None
 
 
-def im_cloud_images(
-    client: IMClient, cloud_id: str, filters: Mapping[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """``GET /clouds/{cloud_id}/images``: the images the IM can launch there (``[{uri, name}]``)."""
-    what = f"list the images of cloud {cloud_id} through the IM"
-    params = {"filters": ",".join(f"{k}={v}" for k, v in filters.items())} if filters else None
-    response = client._request("GET", f"/clouds/{cloud_id}/images", what=what, params=params)
-    data = client._json(response, what)
-    images = data.get("images", []) if isinstance(data, dict) else data
-    return [dict(image) for image in images or []]
-
-
-def im_cloud_quotas(client: IMClient, cloud_id: str) -> dict[str, Any]:
-    """``GET /clouds/{cloud_id}/quotas``: ``{resource: {used, limit}}`` as the IM reports it."""
-    what = f"read the quotas of cloud {cloud_id} through the IM"
-    data = client._json(client._request("GET", f"/clouds/{cloud_id}/quotas", what=what), what)
-    quotas = data.get("quotas", data) if isinstance(data, dict) else {}
-    return dict(quotas)
-
-
 @dataclass
 class CheckReport:
     """What ``deployer clouds check`` found; every section is optional, problems go to ``errors``."""
@@ -189,11 +167,11 @@ def check_im(report: CheckReport, client: IMClient) -> None:
         errors.append(f"IM: {err}")
         return
     try:
-        report.quotas = im_cloud_quotas(client, report.auth_id)
+        report.quotas = client.cloud_quotas(report.auth_id)
     except DeployerError as err:
         errors.append(f"IM quotas: {err}")
     try:
-        report.im_images = im_cloud_images(client, report.auth_id)
+        report.im_images = client.cloud_images(report.auth_id)
     except DeployerError as err:
         errors.append(f"IM images: {err}")
 
@@ -294,14 +272,4 @@ def check_cloud(
         report.im_url = url
         with IMClient(url, entries, verify=verify, timeout=(5.0, 30.0), retries=2) as client:
             check_im(report, client)
-    return report
-    report.im_url = url
-    try:
-        auth = profiles_mod.build_cloud_auth(
-            paths, [name], token=token or access_token, im_url=url, im_entry=im_entry, env=env
-        )
-        with IMClient(url, auth.entries(), verify=verify, timeout=(5.0, 30.0), retries=2) as client:
-            check_im(report, client)
-    except DeployerError as err:
-        errors.append(f"IM: {err}")
     return report

@@ -25,8 +25,9 @@ from deployer.core.elasticity.model import (
     Taint,
     Toleration,
 )
+from deployer.core.elasticity.scheduling import GROUP_LABEL
 
-DEFAULT_GROUP_LABEL = "deployer.io/group"
+DEFAULT_GROUP_LABEL = GROUP_LABEL
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu", "gpu.intel.com/i915")
 

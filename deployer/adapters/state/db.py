@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from deployer.paths import ensure_private_dir
@@ -31,3 +33,26 @@ def connect(path: Path) -> sqlite3.Connection:
         if side.exists():
             os.chmod(side, 0o600)
     return conn
+
+
+@contextmanager
+def session(path: Path) -> Iterator[sqlite3.Connection]:
+    """A short-lived connection (autocommit): each store call opens its own, so stores are thread-safe."""
+    conn = connect(path)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def transaction(path: Path) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error: concurrent writers queue instead of interleaving."""
+    with session(path) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")

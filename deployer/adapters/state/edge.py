@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployer.adapters.state.db import connect
+from deployer.adapters.state.db import session
 
 _COLUMNS = "cluster, host, node_name, node_group, ssh_user, ssh_key, mac, joined_at"
 _SCHEMA = """
@@ -46,17 +46,13 @@ class EdgeHostStore:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        conn = connect(path)
-        try:
+        with session(path) as conn:
             conn.execute(_SCHEMA)
-        finally:
-            conn.close()
 
     def record_joined(self, record: EdgeHostRecord, *, now: float | None = None) -> EdgeHostRecord:
         """Insert or refresh one joined host (a re-join updates group, key and MAC)."""
         stamp = time.time() if now is None else now
-        conn = connect(self._path)
-        try:
+        with session(self._path) as conn:
             conn.execute(
                 f"INSERT INTO edge_hosts ({_COLUMNS})"  # noqa: S608 - a constant column list
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -74,17 +70,12 @@ class EdgeHostStore:
                     stamp,
                 ),
             )
-        finally:
-            conn.close()
         return self.get(record.cluster, record.host) or record
 
     def remove(self, cluster: str, host: str) -> bool:
-        conn = connect(self._path)
-        try:
+        with session(self._path) as conn:
             cursor = conn.execute("DELETE FROM edge_hosts WHERE cluster = ? AND host = ?", (cluster, host))
             return cursor.rowcount > 0
-        finally:
-            conn.close()
 
     def get(self, cluster: str, host: str) -> EdgeHostRecord | None:
         rows = self._select("WHERE cluster = ? AND host = ?", (cluster, host))
@@ -94,10 +85,7 @@ class EdgeHostStore:
         return self._select("WHERE cluster = ? ORDER BY host", (cluster,))
 
     def _select(self, where: str, args: tuple[str, ...]) -> list[EdgeHostRecord]:
-        conn = connect(self._path)
-        try:
+        with session(self._path) as conn:
             sql = f"SELECT {_COLUMNS} FROM edge_hosts {where}"  # noqa: S608 - fixed clauses only
             rows = conn.execute(sql, args).fetchall()
-        finally:
-            conn.close()
         return [EdgeHostRecord(**dict(row)) for row in rows]

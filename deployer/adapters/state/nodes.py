@@ -9,11 +9,9 @@ database serves several clusters.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from deployer.adapters.state.db import connect
+from deployer.adapters.state.db import session, transaction
 from deployer.core.elasticity.model import ElasticityState, NodePhase, NodeRecord
 
 _SCHEMA = """
@@ -48,31 +46,11 @@ class NodeStateStore:
     def __init__(self, path: Path, cluster: str) -> None:
         self.cluster = cluster
         self._path = path
-        with self._connection() as conn:
+        with session(self._path) as conn:
             conn.executescript(_SCHEMA)
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        conn = connect(self._path)
-        try:
-            yield conn
-        finally:
-            conn.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (connections run in autocommit mode)."""
-        with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
     def load(self) -> ElasticityState:
-        with self._connection() as conn:
+        with session(self._path) as conn:
             return self._load(conn)
 
     def _load(self, conn: sqlite3.Connection) -> ElasticityState:
@@ -113,16 +91,16 @@ class NodeStateStore:
 
     def put(self, record: NodeRecord) -> None:
         """Write one node's record now (one transaction)."""
-        with self._transaction() as conn:
+        with transaction(self._path) as conn:
             self._upsert(conn, record)
 
     def remove(self, name: str) -> None:
-        with self._transaction() as conn:
+        with transaction(self._path) as conn:
             conn.execute("DELETE FROM elasticity_nodes WHERE cluster = ? AND name = ?", (self.cluster, name))
 
     def save(self, state: ElasticityState) -> None:
         """Replace the stored state with ``state`` atomically."""
-        with self._transaction() as conn:
+        with transaction(self._path) as conn:
             conn.execute("DELETE FROM elasticity_nodes WHERE cluster = ?", (self.cluster,))
             for record in state.records.values():
                 self._upsert(conn, record)

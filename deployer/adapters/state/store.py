@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     status TEXT NOT NULL,
     auth_file TEXT,
     clouds TEXT NOT NULL DEFAULT '',
+    insecure INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )
@@ -57,6 +58,8 @@ class DeploymentRecord:
     auth_file: str | None = None
     # Every cloud the cluster uses, front end's first, comma-separated (multi-cloud credentials).
     clouds: str = ""
+    # The user turned TLS verification of the IM off at create (--insecure): later commands keep it off.
+    insecure: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -135,7 +138,7 @@ class DeploymentStore:
 
     def find(self, name: str) -> DeploymentRecord | None:
         rows = self._read(f"SELECT {', '.join(_COLUMNS)} FROM deployments WHERE name = ?", (name,))  # noqa: S608
-        return DeploymentRecord(**dict(rows[0])) if rows else None
+        return _record(rows[0]) if rows else None
 
     def get(self, name: str) -> DeploymentRecord:
         record = self.find(name)
@@ -145,4 +148,10 @@ class DeploymentStore:
 
     def all(self) -> list[DeploymentRecord]:
         rows = self._read(f"SELECT {', '.join(_COLUMNS)} FROM deployments ORDER BY created_at, name")  # noqa: S608
-        return [DeploymentRecord(**dict(row)) for row in rows]
+        return [_record(row) for row in rows]
+
+
+def _record(row: sqlite3.Row) -> DeploymentRecord:
+    values = dict(row)
+    values["insecure"] = bool(values["insecure"])  # SQLite stores booleans as 0/1
+    return DeploymentRecord(**values)

@@ -106,15 +106,24 @@ class Constraints:
 
     __slots__ = ("_hash", "key")
 
-    def __init__(self, pod: Pod) -> None:
-        self.key = (tuple(sorted(pod.node_selector.items())), pod.required_affinity, pod.tolerations)
-        self._hash = hash(self.key)
+    def __init__(self, key: tuple[object, ...]) -> None:
+        self.key = key
+        self._hash = hash(key)
+
+    @classmethod
+    def of(cls, pod: Pod) -> Constraints:
+        if not (pod.node_selector or pod.required_affinity or pod.tolerations):
+            return _UNCONSTRAINED  # most pods: one shared key, no sorting or hashing per pod of a backlog
+        return cls((tuple(sorted(pod.node_selector.items())), pod.required_affinity, pod.tolerations))
 
     def __hash__(self) -> int:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Constraints) and self._hash == other._hash and self.key == other.key
+
+
+_UNCONSTRAINED = Constraints(((), (), ()))
 
 
 def pod_classes(pods: Iterable[Pod]) -> list[PodClass]:
@@ -124,7 +133,7 @@ def pod_classes(pods: Iterable[Pod]) -> list[PodClass]:
     """
     by_key: dict[tuple[int, Resources, Constraints], list[Pod]] = {}
     for pod in pods:
-        by_key.setdefault((pod.priority, pod.requests, Constraints(pod)), []).append(pod)
+        by_key.setdefault((pod.priority, pod.requests, Constraints.of(pod)), []).append(pod)
     classes = []
     for key, members in by_key.items():
         members.sort(key=lambda p: (p.created_at, p.uid))

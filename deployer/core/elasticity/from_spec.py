@@ -84,6 +84,7 @@ def settings_from_spec(spec: ClusterSpec) -> ElasticitySettings:
     section = spec.elasticity
     return ElasticitySettings(
         idle_time=section.idle_time,
+        idle_policy=section.idle_policy,
         max_booting=section.max_booting,
         max_nodes_total=section.max_nodes,
         provision_timeout=section.provision_timeout,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,7 @@ class NodeGroup:
     cost_per_hour: float = 0.0
     priority: int = 0  # higher is preferred by the priority expander
     boot_seconds: float = 180.0  # expected time from power-on to Ready
+    shutdown_seconds: float = 30.0  # expected time from power-off request to off (break-even idle policy)
     # Edge groups have a fixed set of boards; cloud groups name new nodes from a pattern.
     hosts: tuple[str, ...] = ()
 
@@ -199,6 +201,11 @@ class ElasticityState:
 @dataclass(frozen=True, slots=True)
 class ElasticitySettings:
     idle_time: float = 300.0
+    # "fixed": an empty node goes after idle_time. "break-even": after min(idle_time, max(idle_floor,
+    # boot_seconds + shutdown_seconds of its group)), the ski-rental rule: idling longer than a re-boot
+    # costs cannot pay off, and removing at that point spends at most twice the optimal node-time.
+    idle_policy: Literal["fixed", "break-even"] = "break-even"
+    idle_floor: float = 60.0
     max_booting: int = 0  # 0: no limit
     max_nodes_total: int = 0  # 0: no limit
     scale_up_cooldown: float = 0.0

@@ -1,8 +1,9 @@
 """Scale-down: which Ready nodes of our groups to drain and power off, never disrupting what must not be.
 
-A node is a candidate when it has been idle (no pods but DaemonSet and mirror pods) for ``idle_time``,
-or, when enabled, underutilised (requests below ``utilization_threshold``) for ``idle_time`` with every
-pod evictable and placeable on the room left elsewhere (after the pending pods took theirs). Protected,
+A node is a candidate when it has been idle (no pods but DaemonSet and mirror pods) for ``idle_limit()``
+(``idle_time``, or with the break-even policy the shorter time a re-boot of its group costs), or, when
+enabled, underutilised (requests below ``utilization_threshold``) for ``idle_time`` with every pod
+evictable and placeable on the room left elsewhere (after the pending pods took theirs). Protected,
 never chosen: nodes annotated scale-down-disabled, nodes the pending pods were packed onto, nodes with an
 unfinished Job pod, a bare pod, a safe-to-evict=false pod or a pod a PodDisruptionBudget would block,
 groups at ``min_size``, groups that just grew (``scale_down_cooldown``), and the last ``min_spare_nodes``
@@ -24,6 +25,7 @@ from deployer.core.elasticity.model import (
     ElasticityState,
     GroupKind,
     Node,
+    NodeGroup,
     NodePhase,
     OwnerKind,
     Pod,
@@ -39,6 +41,21 @@ class _Candidate:
     view: GroupView
     idle: bool
     since: float  # idle (or underutilised) since
+
+
+def idle_limit(group: NodeGroup, settings: ElasticitySettings) -> float:
+    """How long an empty node of ``group`` stays before it is removed.
+
+    "break-even" is the ski-rental rule: keeping an idle node costs node-time at the rate of a running one,
+    while removing it and booting another when work comes back costs about ``boot_seconds +
+    shutdown_seconds`` of node-time. Waiting exactly that long before removing spends at most twice the
+    node-time of the best choice made with hindsight (the deterministic 2-competitive rule), and waiting
+    longer than ``idle_time`` is never done. ``idle_floor`` keeps a node across a few resyncs, so that a
+    queue that empties and refills within seconds does not cycle fast-booting nodes.
+    """
+    if settings.idle_policy == "break-even":
+        return min(settings.idle_time, max(settings.idle_floor, group.boot_seconds + group.shutdown_seconds))
+    return settings.idle_time
 
 
 def eviction_blocker(pod: Pod) -> str | None:
@@ -179,13 +196,15 @@ def _candidates(
     for name, view in views.items():
         last_up = state.last_scale_up.get(name)
         cooling = last_up is not None and now - last_up < settings.scale_down_cooldown
+        empty_wait = idle_limit(view.group, settings)
         for node in view.active:
             record = state.records.get(node.name)
             if record is None or record.phase not in (NodePhase.IDLE, NodePhase.USED):
                 continue
             idle = record.phase is NodePhase.IDLE and record.idle_since is not None
             since = record.idle_since if idle else record.underutilized_since
-            if since is None or now - since < settings.idle_time:
+            # Moving pods off an underutilised node disrupts them: that always waits the full idle_time.
+            if since is None or now - since < (empty_wait if idle else settings.idle_time):
                 continue
             if node.annotations.get(SCALE_DOWN_DISABLED) == "true":
                 kept[node.name] = f"annotated {SCALE_DOWN_DISABLED}=true"

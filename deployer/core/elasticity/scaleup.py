@@ -175,6 +175,8 @@ def _grow(
     reasons: dict[str, list[str]],
 ) -> list[PodClass]:
     """Repeatedly let the expander chain pick one group to grow for the pods still left."""
+    if not _growable(views, planned, blocked, limits):
+        return left  # a backlog with every group at max, blocked or capped: nothing to estimate
     # Pods that only few groups can hold go first in every estimate, so that a flexible pod never takes
     # the last room of the only group a constrained pod (say arm64-only) could use.
     fits = {id(c.exemplar): len(fit.groups(c)) for c in left}
@@ -182,9 +184,9 @@ def _grow(
     while left:
         options = []
         for name, view in sorted(views.items()):
-            room = 0 if name in blocked else limits.cap(_group_room(view) - planned.get(name, 0))
-            if name in chosen or room <= 0:
+            if name in chosen or not _can_grow(name, view, planned, blocked, limits):
                 continue
+            room = limits.cap(_group_room(view) - planned.get(name, 0))
             group = view.group
             fitting = [c for c in left if name in fit.groups(c)]
             fitting.sort(key=lambda c: fits[id(c.exemplar)])  # stable: FFD order within equal flexibility
@@ -269,6 +271,19 @@ def node_bins_of(index: ClusterIndex, views: Mapping[str, GroupView]) -> list[Bi
     ]
     candidates.sort(key=lambda n: (index.is_idle(n.name), n.name))
     return [Bin.of(n.name, n.group, n.labels, n.taints, index.free(n), "node") for n in candidates]
+
+
+def _growable(
+    views: Mapping[str, GroupView], planned: Mapping[str, int], blocked: Mapping[str, str], limits: _Limits
+) -> bool:
+    """Could any group still grow this round? The short-circuit of ``_grow``, kept apart for its test."""
+    return any(_can_grow(name, view, planned, blocked, limits) for name, view in views.items())
+
+
+def _can_grow(
+    name: str, view: GroupView, planned: Mapping[str, int], blocked: Mapping[str, str], limits: _Limits
+) -> bool:
+    return name not in blocked and limits.cap(_group_room(view) - planned.get(name, 0)) > 0
 
 
 def _group_room(view: GroupView) -> int:

@@ -1,0 +1,153 @@
+"""Install the elasticity daemon on a cluster's front end (``deployer daemon install``, and after ``create``).
+
+Called by ``deployer.cli.daemon_cmds`` and, at the end of a successful ``create`` of an elastic spec, through
+``install_after_create``. Builds the ``elastic_daemon`` role's variables from the deployment record: the
+cluster name, its IM URL and infrastructure id, and the elasticity config embedded in its stored TOSCA
+(``settings.spec`` of the daemon's ``--config`` file). The IM credentials (``endpoint_for_record``) go
+into a 0600 auth file in a private temp dir that the role copies to the front end, so no secret is ever
+in the extra vars, on a command line or in a log. Runs ``elastic_daemon.yml`` through the Ansible adapter.
+
+A ``--cloud local`` deployment has only simulated VMs (a made-up 10.0.0.1 front end): without an explicit
+front end nothing is contacted and ``install_daemon`` returns None, so the caller prints the install hint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from deployer.adapters.ansible.inventory import SshTarget, build_inventory, secrets_of
+from deployer.adapters.ansible.runner import PlaybookResult, ProgressEvent, run_playbook
+from deployer.adapters.im.auth import write_auth_file
+from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
+from deployer.daemon.config import embedded_config
+from deployer.errors import DeployerError
+from deployer.lifecycle.credentials import Endpoint, endpoint_for_record
+from deployer.lifecycle.edge import deployment_front
+from deployer.lifecycle.prepare import LOCAL_CLOUD
+from deployer.paths import Paths
+
+DAEMON_PLAYBOOK = "elastic_daemon.yml"
+FRONT = "front"  # the front end's inventory name (explicit_front, front_from_outputs)
+
+ReadOutputs = Callable[[str, str, str], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class DaemonInstallOptions:
+    """How the daemon runs on the front end; ``extra_vars`` (other role variables) win over the rest."""
+
+    run_mode: Literal["timer", "service"] = "timer"  # one pass per tick (--once), or long-running
+    interval: str | None = None  # timer period, systemd syntax ("30s"); None: the role's default
+    im_url: str | None = None  # the IM as the front end reaches it; None: the deployment's
+    extra_vars: Mapping[str, Any] = field(default_factory=dict)
+    host_key_checking: bool = True
+
+
+def install_hint_command(cluster: str) -> str:
+    return f"deployer daemon install-hint {cluster}"
+
+
+def daemon_role_vars(
+    record: DeploymentRecord, endpoint: Endpoint, options: DaemonInstallOptions
+) -> dict[str, Any]:
+    """The ``elastic_daemon`` variables of one deployment (no secrets: those travel in a file)."""
+    role_vars: dict[str, Any] = {
+        "elastic_daemon_cluster": record.name,
+        "elastic_daemon_spec": embedded_config(record.tosca_redacted, record.name),
+        "elastic_daemon_im_url": options.im_url or endpoint.im_url,
+        "elastic_daemon_infrastructure_id": record.infrastructure_id or "",
+        "elastic_daemon_run_mode": options.run_mode,
+    }
+    if options.interval:
+        role_vars["elastic_daemon_interval"] = options.interval
+    role_vars.update(options.extra_vars)
+    return role_vars
+
+
+def install_failure(result: PlaybookResult) -> str | None:
+    """Why the install did not complete on the front end, or None when it did."""
+    if result.returncode == 0 and result.host_ok(FRONT):
+        return None
+    failure = result.first_failure(FRONT) or next(iter(result.failures), None)
+    if failure is not None:
+        return failure.describe()
+    said = f": {result.output_tail[-1]}" if result.output_tail else ""
+    return f"ansible-playbook exited {result.returncode}{said}"
+
+
+def install_daemon(
+    paths: Paths,
+    cluster_name: str,
+    *,
+    front: SshTarget | None = None,
+    read_outputs: ReadOutputs | None = None,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    options: DaemonInstallOptions | None = None,
+) -> PlaybookResult | None:
+    """Install and start the daemon of ``cluster_name`` on its front end; None for a local-cloud cluster
+    without an explicit ``front`` (nothing contacted: print ``install_hint_command`` instead).
+
+    ``front`` defaults to the deployment's IM outputs, read with ``read_outputs(cloud, im_url, infra_id)``
+    (default: an IM client with the deployment's credentials). Failed or unreachable front ends do not
+    raise: they are in the result, as with ``run_playbook``.
+    """
+    options = options or DaemonInstallOptions()
+    record = DeploymentStore(paths.state_db).get(cluster_name)
+    if front is None and record.cloud == LOCAL_CLOUD:
+        return None
+    endpoint = endpoint_for_record(paths, record)
+    role_vars = daemon_role_vars(record, endpoint, options)  # a spec without elasticity fails here
+    if front is None:
+        front = deployment_front(paths, cluster_name, read_outputs)
+    secrets = [value for entry in endpoint.entries for value in entry.secret_values()]
+    run_dir = Path(tempfile.mkdtemp(prefix="dp-daemon-"))  # 0700
+    try:
+        auth_file = run_dir / "auth.dat"
+        write_auth_file(auth_file, endpoint.entries)  # 0600; the role copies it, never reads it into a var
+        return run_playbook(
+            DAEMON_PLAYBOOK,
+            build_inventory(front, []),
+            {**role_vars, "elastic_daemon_credentials_file": str(auth_file)},
+            logs_dir=paths.logs_dir,
+            on_event=on_event,
+            host_key_checking=options.host_key_checking,
+            secrets=[*secrets_of([front]), *secrets],
+        )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def install_after_create(
+    paths: Paths,
+    cluster_name: str,
+    *,
+    notify: Callable[[str], None],
+    on_event: Callable[[ProgressEvent], None] | None = None,
+) -> PlaybookResult | None:
+    """The last step of a successful ``create``: install the daemon when the cluster is elastic, its cloud is
+    real and its outputs name a front end. Otherwise (or when the install fails) ``notify`` says how to run
+    it; the deployment itself stands either way, so nothing is raised."""
+    record = DeploymentStore(paths.state_db).get(cluster_name)
+    try:
+        embedded_config(record.tosca_redacted, cluster_name)
+    except DeployerError:
+        return None  # elasticity disabled: no daemon to run
+    hint = install_hint_command(cluster_name)
+    if record.cloud == LOCAL_CLOUD:
+        notify(f"simulated front end: the elasticity daemon is not installed; to run it: {hint}")
+        return None
+    retry = f"retry with `deployer daemon install {cluster_name}`, or run it yourself: {hint}"
+    try:
+        result = install_daemon(paths, cluster_name, on_event=on_event)
+    except DeployerError as err:
+        notify(f"the elasticity daemon is not installed ({err}); {retry}")
+        return None
+    failure = install_failure(result) if result is not None else None
+    if result is not None and failure is not None:
+        notify(f"the elasticity daemon install failed ({failure}; log: {result.log_path}); {retry}")
+    return result
