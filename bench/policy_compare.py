@@ -64,8 +64,8 @@ WHY = {
     ("edge-mask-detection", "lower_bound"): (
         "at night a trickle of short jobs (0.2/min, 1-4 min each) wakes a board for each job: its 45 s boot, "
         "the job, then 75 s idle (break-even: boot + shutdown) and a 30 s shutdown, i.e. a 2-minute job "
-        "costs about 4 board-minutes, and the bound assumes perfectly packed nodes. Any policy that does "
-        "not know job durations pays this (CLUES more: 300 s idle)"
+        "keeps a board on for about 4.5 minutes, and the bound assumes perfectly packed nodes. Any policy "
+        "that does not know job durations pays this (CLUES more: 300 s idle)"
     ),
     ("edge-mask-detection", "vs_clues"): (
         "node-hours count a free Raspberry Pi hour like a cloud VM hour: we run the daytime load on the "
@@ -265,7 +265,7 @@ def write_results(
 IDLE_NOTES = [
     "Tried and not kept (seed 0, measured once, break-even on): a scale-up delay for new pods, as the "
     "Cluster Autoscaler's new-pod-scale-up-delay, so that running jobs may end and take a spike's pods. "
-    "20 / 45 / 90 s cut edge-mask-detection to 46.1 / 44.8 / 42.5 node-hours (0.87 / 0.85 / 0.80 x CLUES) "
+    "20 / 45 / 90 s cut edge-mask-detection to 46.1 / 44.8 / 42.5 node-hours (0.873 / 0.848 / 0.805 x CLUES) "
     "but raised its p95 from 188 s to 209 / 231 / 280 s, classroom-burst's from 211 s to 242 / 272 / "
     "316 s and batch-htc's from 134 s to 155 / 184 / 235 s (CLUES: 122 s), and saved under 1.5 % "
     "elsewhere: it buys node-hours with exactly the wait the p95 target protects. Which idle node goes "

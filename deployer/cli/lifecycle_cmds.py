@@ -180,11 +180,8 @@ def _follow(client: IMClient, record: DeploymentRecord, store: DeploymentStore, 
 
 
 def _print_outputs(
-    name: str, cloud: str, values: dict[str, Any], *, as_json: bool, extra: dict[str, Any]
+    name: str, simulated: bool, values: dict[str, Any], *, as_json: bool, extra: dict[str, Any]
 ) -> None:
-    from deployer.lifecycle.credentials import LOCAL_CLOUD
-
-    simulated = cloud == LOCAL_CLOUD
     if as_json:
         print_json({"name": name, **extra, "outputs": values, "simulated": simulated})
         return
@@ -281,6 +278,7 @@ def create(
             auth_file=str(endpoint.auth_file) if endpoint.auth_file else None,
             clouds=spec.clouds(),
             insecure=insecure,
+            simulated=prepared.simulated,
         )
         info(f"{spec.name}: infrastructure {record.infrastructure_id} submitted to {client.url}")
         if not wait:
@@ -300,7 +298,7 @@ def create(
     info(f"{spec.name}: {final.state} ({len(final.vm_states)} VMs)")
     _print_outputs(
         spec.name,
-        spec.cloud,
+        prepared.simulated,
         values,
         as_json=json_output,
         extra={"infrastructure_id": record.infrastructure_id, "state": final.state},
@@ -311,7 +309,8 @@ def create(
         from deployer.lifecycle.daemon_install import install_after_create
 
         verbose = app_context(ctx).verbose
-        install_after_create(paths, spec.name, notify=warn, on_event=playbook_progress(verbose))
+        progress = playbook_progress(verbose)
+        install_after_create(paths, spec.name, notify=warn, on_event=progress, token=token)
 
 
 def list_deployments(
@@ -425,7 +424,7 @@ def outputs(
         record = recover_submission(store, client, record)
         assert record.infrastructure_id is not None
         values = mask_outputs(client.outputs(record.infrastructure_id), show_secrets=show_secrets)
-    _print_outputs(name, record.cloud, values, as_json=json_output, extra={})
+    _print_outputs(name, record.dummy_vms, values, as_json=json_output, extra={})
 
 
 def logs(

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from deployer.core.elasticity.batching import Batcher
 from deployer.core.elasticity.model import Pod
 from deployer.daemon.reconciler import Reconciler
-from deployer.daemon.timing import Backoff, Batcher
+from deployer.daemon.timing import Backoff
 from deployer.errors import is_transient
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,6 @@ from deployer.daemon.config import embedded_config
 from deployer.errors import DeployerError
 from deployer.lifecycle.credentials import Endpoint, endpoint_for_record
 from deployer.lifecycle.edge import deployment_front
-from deployer.lifecycle.prepare import LOCAL_CLOUD
 from deployer.paths import Paths
 
 DAEMON_PLAYBOOK = "elastic_daemon.yml"
@@ -88,6 +87,7 @@ def install_daemon(
     read_outputs: ReadOutputs | None = None,
     on_event: Callable[[ProgressEvent], None] | None = None,
     options: DaemonInstallOptions | None = None,
+    token: str | None = None,
 ) -> PlaybookResult | None:
     """Install and start the daemon of ``cluster_name`` on its front end; None for a local-cloud cluster
     without an explicit ``front`` (nothing contacted: print ``install_hint_command`` instead).
@@ -98,9 +98,9 @@ def install_daemon(
     """
     options = options or DaemonInstallOptions()
     record = DeploymentStore(paths.state_db).get(cluster_name)
-    if front is None and record.cloud == LOCAL_CLOUD:
+    if front is None and record.dummy_vms:
         return None
-    endpoint = endpoint_for_record(paths, record)
+    endpoint = endpoint_for_record(paths, record, token=token)
     role_vars = daemon_role_vars(record, endpoint, options)  # a spec without elasticity fails here
     if front is None:
         front = deployment_front(paths, cluster_name, read_outputs)
@@ -128,6 +128,7 @@ def install_after_create(
     *,
     notify: Callable[[str], None],
     on_event: Callable[[ProgressEvent], None] | None = None,
+    token: str | None = None,
 ) -> PlaybookResult | None:
     """The last step of a successful ``create``: install the daemon when the cluster is elastic, its cloud is
     real and its outputs name a front end. Otherwise (or when the install fails) ``notify`` says how to run
@@ -138,12 +139,12 @@ def install_after_create(
     except DeployerError:
         return None  # elasticity disabled: no daemon to run
     hint = install_hint_command(cluster_name)
-    if record.cloud == LOCAL_CLOUD:
+    if record.dummy_vms:
         notify(f"simulated front end: the elasticity daemon is not installed; to run it: {hint}")
         return None
     retry = f"retry with `deployer daemon install {cluster_name}`, or run it yourself: {hint}"
     try:
-        result = install_daemon(paths, cluster_name, on_event=on_event)
+        result = install_daemon(paths, cluster_name, on_event=on_event, token=token)
     except DeployerError as err:
         notify(f"the elasticity daemon is not installed ({err}); {retry}")
         return None

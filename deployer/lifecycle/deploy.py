@@ -87,6 +87,7 @@ def submit(
     auth_file: str | None = None,
     clouds: Sequence[str] = (),
     insecure: bool = False,
+    simulated: bool = False,
 ) -> DeploymentRecord:
     """Record the deployment, submit its TOSCA, and store the infrastructure id."""
     store.add(
@@ -102,6 +103,7 @@ def submit(
             auth_file=auth_file,
             clouds=",".join(clouds or [cloud]),
             insecure=insecure,
+            simulated=simulated,
         )
     )
     known = [r.infrastructure_id for r in store.all() if r.infrastructure_id]

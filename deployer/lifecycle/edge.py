@@ -20,7 +20,6 @@ from deployer.adapters.ansible.inventory import SshTarget, build_inventory, secr
 from deployer.adapters.ansible.runner import HostSummary, ProgressEvent, TaskFailure, run_playbook
 from deployer.adapters.state.edge import EdgeHostRecord, EdgeHostStore
 from deployer.errors import NotFoundError, UserError
-from deployer.lifecycle.prepare import LOCAL_CLOUD
 from deployer.logs import register_secret
 from deployer.paths import Paths, ensure_private_dir
 
@@ -134,7 +133,7 @@ def deployment_front(
     from deployer.adapters.state.store import DeploymentStore
 
     record = DeploymentStore(paths.state_db).get(cluster)
-    if record.cloud == LOCAL_CLOUD:
+    if record.dummy_vms:
         # Dummy VMs report a made-up address (10.0.0.1) that must never be dialled.
         raise UserError(f"cluster {cluster!r} runs on the local Dummy cloud: no real front end; pass --front")
     if not record.infrastructure_id:

@@ -33,6 +33,8 @@ class PreparedCluster:
     deployment_tag: str | None
     spec_hash: str  # of the redacted spec: changes when the cluster definition does
     types: str  # "local" or "remote"
+    # Every VM is a Dummy VM of a local IM: its address (10.0.0.1) is nobody's and must never be dialled.
+    simulated: bool = False
     findings: tuple[Finding, ...] = ()  # placement problems; see ``check_placement``
 
 
@@ -83,6 +85,7 @@ def render_prepared(
         deployment_tag=deployment_tag,
         spec_hash=spec_hash(spec),
         types=options.types,
+        simulated=simulated,
         findings=findings,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from deployer.core.elasticity.batching import Batcher
 from deployer.core.elasticity.lifecycle import (
     record_draining,
     record_failed,
@@ -59,8 +60,7 @@ class DeployerPolicy:
         self.timing = timing or DaemonTiming()
         self.planner = planner or plan
         self.state = ElasticityState()
-        self._batch_first: float | None = None
-        self._batch_last = 0.0
+        self._batcher = Batcher(self.timing.batch_idle, self.timing.batch_max)
         self._batch_armed = False
         self.unplaceable: set[str] = set()  # pod uids the planner reported as never placeable
 
@@ -73,10 +73,7 @@ class DeployerPolicy:
         sim.set_timer(self.timing.resync_period, _RESYNC)
 
     def on_pending(self, sim: Simulation, pod: SimPod) -> None:
-        now = sim.now
-        if self._batch_first is None:
-            self._batch_first = now
-        self._batch_last = now
+        self._batcher.add(sim.now)
         if not self._batch_armed:
             self._batch_armed = True
             sim.set_timer(self.timing.batch_idle, _BATCH)
@@ -87,9 +84,9 @@ class DeployerPolicy:
             self.decide(sim)
             return
         self._batch_armed = False
-        if self._batch_first is None:
+        due = self._batcher.deadline()
+        if due is None:
             return
-        due = min(self._batch_last + self.timing.batch_idle, self._batch_first + self.timing.batch_max)
         if sim.now + 1e-9 < due:
             self._batch_armed = True
             sim.set_timer(due - sim.now, _BATCH)
@@ -98,7 +95,7 @@ class DeployerPolicy:
 
     def decide(self, sim: Simulation) -> Plan:
         """One reconcile: snapshot, plan, act, record. The batch window closes here."""
-        self._batch_first = None
+        self._batcher.reset()
         now = sim.now
         result = self.planner(snapshot_of(sim), sim.groups, self.state, self.settings, now)
         sim.counters.decisions += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deployer.core.elasticity import GroupKind, Resources, Taint, groups_from_spec, settings_from_spec
 from deployer.core.elasticity.from_spec import SYSTEM_RESERVED
 from deployer.core.spec import validate_spec
@@ -68,3 +70,8 @@ def test_settings_follow_the_elasticity_section():
     cfg = settings_from_spec(validate_spec(SPEC))
     assert (cfg.idle_time, cfg.max_nodes_total, cfg.max_booting) == (120, 9, 2)
     assert cfg.expanders == ("least-cost", "priority")
+
+
+@pytest.mark.parametrize(("section", "expected"), [({}, "break-even"), ({"idle_policy": "fixed"}, "fixed")])
+def test_the_idle_policy_follows_the_spec(section, expected):
+    assert settings_from_spec(validate_spec({"elasticity": section})).idle_policy == expected

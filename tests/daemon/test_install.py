@@ -41,6 +41,7 @@ def _record(
             tosca_redacted=prepared.tosca_redacted,
             status="configured" if infra_id else "submitting",
             auth_file=str(auth_file) if auth_file else None,
+            simulated=prepared.simulated,
         )
     )
 

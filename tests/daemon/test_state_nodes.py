@@ -30,7 +30,9 @@ def test_the_round_trip_fixture_sets_every_field() -> None:
     state = _state()
     for field in dataclasses.fields(NodeRecord):
         values = [getattr(record, field.name) for record in state.records.values()]
-        assert any(v not in (None, 0, field.default) for v in values), f"no record sets NodeRecord.{field.name}"
+        assert any(v not in (None, 0, field.default) for v in values), (
+            f"no record sets NodeRecord.{field.name}"
+        )
     for field in dataclasses.fields(ElasticityState):
         assert getattr(state, field.name), f"the fixture leaves ElasticityState.{field.name} empty"
 

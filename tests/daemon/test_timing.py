@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deployer.daemon.timing import Backoff, Batcher
+from deployer.core.elasticity.batching import Batcher
+from deployer.daemon.timing import Backoff
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     auth_file TEXT,
     clouds TEXT NOT NULL DEFAULT '',
     insecure INTEGER NOT NULL DEFAULT 0,
+    simulated INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )
@@ -60,8 +61,16 @@ class DeploymentRecord:
     clouds: str = ""
     # The user turned TLS verification of the IM off at create (--insecure): later commands keep it off.
     insecure: bool = False
+    # Simulated (Dummy) VMs: no command may contact their made-up addresses.
+    simulated: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
+
+    @property
+    def dummy_vms(self) -> bool:
+        """True when the VMs are simulated: never SSH to (or otherwise contact) their addresses. The
+        built-in ``local`` cloud always is, whatever an older or hand-made record says."""
+        return self.simulated or self.cloud == "local"
 
 
 _COLUMNS = tuple(f.name for f in fields(DeploymentRecord))
@@ -153,5 +162,6 @@ class DeploymentStore:
 
 def _record(row: sqlite3.Row) -> DeploymentRecord:
     values = dict(row)
-    values["insecure"] = bool(values["insecure"])  # SQLite stores booleans as 0/1
+    for flag in ("insecure", "simulated"):
+        values[flag] = bool(values[flag])  # SQLite stores booleans as 0/1
     return DeploymentRecord(**values)
