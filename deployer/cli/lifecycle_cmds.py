@@ -8,6 +8,8 @@ inside the commands so ``deployer --help`` stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +76,23 @@ def _client_for(
     if endpoint.insecure:
         warn(f"{record.name}: {INSECURE_REMEMBERED}")
     return endpoint.client(insecure=insecure)
+
+
+@contextmanager
+def _open_deployment(
+    ctx: typer.Context, name: str, auth_file: Path | None, insecure: bool, token: str | None
+) -> Iterator[tuple[DeploymentStore, IMClient, DeploymentRecord]]:
+    """The named deployment, an IM client for it, and its record with the infrastructure id resolved
+    (a create interrupted before the IM answered is recovered here)."""
+    from deployer.lifecycle.deploy import recover_submission
+
+    paths = app_context(ctx).paths
+    store = _store(paths)
+    record = store.get(name)
+    with _client_for(paths, record, auth_file, insecure, token) as client:
+        record = recover_submission(store, client, record)
+        assert record.infrastructure_id is not None
+        yield store, client, record
 
 
 def _register_token(token: str | None) -> None:
@@ -376,14 +395,9 @@ def status(
     """The deployment's state and its VMs (state, TOSCA node, address)."""
     from dataclasses import asdict
 
-    from deployer.lifecycle.deploy import recover_submission, vm_views
+    from deployer.lifecycle.deploy import vm_views
 
-    paths = app_context(ctx).paths
-    store = _store(paths)
-    record = store.get(name)
-    with _client_for(paths, record, auth_file, insecure, token) as client:
-        record = recover_submission(store, client, record)
-        assert record.infrastructure_id is not None
+    with _open_deployment(ctx, name, auth_file, insecure, token) as (store, client, record):
         if watch:
             _follow(client, record, store, timeout)
         state = client.state(record.infrastructure_id)
@@ -415,14 +429,9 @@ def outputs(
     token: str | None = TOKEN_OPT,
 ) -> None:
     """The cluster's outputs (Kubernetes API, OSCAR, MinIO endpoints, front-end IP)."""
-    from deployer.lifecycle.deploy import mask_outputs, recover_submission
+    from deployer.lifecycle.deploy import mask_outputs
 
-    paths = app_context(ctx).paths
-    store = _store(paths)
-    record = store.get(name)
-    with _client_for(paths, record, auth_file, insecure, token) as client:
-        record = recover_submission(store, client, record)
-        assert record.infrastructure_id is not None
+    with _open_deployment(ctx, name, auth_file, insecure, token) as (_, client, record):
         values = mask_outputs(client.outputs(record.infrastructure_id), show_secrets=show_secrets)
     _print_outputs(name, record.dummy_vms, values, as_json=json_output, extra={})
 
@@ -436,14 +445,8 @@ def logs(
     token: str | None = TOKEN_OPT,
 ) -> None:
     """The contextualization log of the deployment (or of one VM)."""
-    from deployer.lifecycle.deploy import recover_submission
 
-    paths = app_context(ctx).paths
-    store = _store(paths)
-    record = store.get(name)
-    with _client_for(paths, record, auth_file, insecure, token) as client:
-        record = recover_submission(store, client, record)
-        assert record.infrastructure_id is not None
+    with _open_deployment(ctx, name, auth_file, insecure, token) as (_, client, record):
         typer.echo(client.contmsg(record.infrastructure_id, vm))
 
 
@@ -465,16 +468,10 @@ def scale(
     """Add or remove worker VMs of one group through the IM (removals name their VMs)."""
     from dataclasses import asdict
 
-    from deployer.lifecycle.deploy import recover_submission
     from deployer.lifecycle.deploy import scale as scale_group
 
-    paths = app_context(ctx).paths
-    store = _store(paths)
-    record = store.get(name)
     chosen = [vm.strip() for vm in remove.split(",") if vm.strip()] if remove else None
-    with _client_for(paths, record, auth_file, insecure, token) as client:
-        record = recover_submission(store, client, record)
-        assert record.infrastructure_id is not None
+    with _open_deployment(ctx, name, auth_file, insecure, token) as (store, client, record):
         result = scale_group(client, record.infrastructure_id, group=group, count=count, remove=chosen)
         if result.added:
             info(f"{name}: group {group} adds VMs {', '.join(result.added)}")
@@ -498,14 +495,8 @@ def reconfigure(
     token: str | None = TOKEN_OPT,
 ) -> None:
     """Run the IM's contextualization of the deployment again."""
-    from deployer.lifecycle.deploy import recover_submission
 
-    paths = app_context(ctx).paths
-    store = _store(paths)
-    record = store.get(name)
-    with _client_for(paths, record, auth_file, insecure, token) as client:
-        record = recover_submission(store, client, record)
-        assert record.infrastructure_id is not None
+    with _open_deployment(ctx, name, auth_file, insecure, token) as (store, client, record):
         client.reconfigure(record.infrastructure_id)
         info(f"{name}: reconfiguration started")
         if wait:
