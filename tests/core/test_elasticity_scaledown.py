@@ -257,3 +257,20 @@ def test_max_drains_per_round_limits_non_empty_nodes_only():
     result = run(nodes, pods, [wn], records, scale_down_underutilized=True, max_drains_per_round=1)
     assert removed(result) == {"wn-1", "wn-4", "wn-5"}  # wn-2 takes wn-1's pod; wn-3 waits a round
     assert "max_drains_per_round (1)" in result.kept_nodes["wn-3"]
+
+
+def test_the_budget_reason_names_the_same_pod_whatever_the_pod_order():
+    wn = make_group("wn")
+    nodes = [make_node("wn-1", wn), make_node("wn-2", wn)]
+    web = [make_pod(f"run{i}", cpu=300, node="wn-1", labels={"app": "web"}) for i in (3, 1)]
+    records = [
+        make_record("wn-1", "wn", NodePhase.USED, since=0, underutilized_since=0),
+        make_record("wn-2", "wn", NodePhase.USED, since=0),
+    ]
+    pods = [*web, make_pod("anchor", cpu=2500, node="wn-2")]
+    blocked = [DisruptionBudget("default", {"app": "web"}, disruptions_allowed=0)]
+    reasons = {
+        run(nodes, order, [wn], records, blocked, scale_down_underutilized=True).kept_nodes["wn-1"]
+        for order in (pods, list(reversed(pods)))
+    }
+    assert reasons == {"pod default/run1: PodDisruptionBudget allows no more disruptions"}

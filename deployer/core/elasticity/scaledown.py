@@ -236,6 +236,9 @@ def _evict_all(
 ) -> str | None:
     """Reserve budgets and room for moving every pod off ``node``; undo and say why if any pod can't go."""
     need = [0] * len(budgets)
+    pods = sorted(
+        pods, key=lambda p: (p.namespace, p.name, p.uid)
+    )  # the reason must not depend on input order
     for pod in pods:
         blocker = eviction_blocker(pod)
         if blocker is not None:
