@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.fixtures.im_server import *  # noqa: F403
 from tests.fixtures.kube_api import *  # noqa: F403
 from tests.fixtures.netns import *  # noqa: F403
+
+# CI replays the same examples every run (a red CI must be reproducible); local runs explore new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture

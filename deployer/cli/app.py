@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -29,7 +28,7 @@ from deployer.errors import DeployerError
 class _ErrorMappingGroup(TyperGroup):
     """Turns our typed errors into one line on stderr and a meaningful exit code; no tracebacks."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except DeployerError as err:

@@ -6,7 +6,6 @@ plain log lines otherwise (CI, pipes, cron).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,8 @@ def stderr() -> Console:
 
 def print_json(data: Any) -> None:
     """Machine-readable output: stable key order, one document on stdout."""
+    import json
+
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
 

@@ -31,7 +31,7 @@ from deployer.core.elasticity.model import (
 )
 from deployer.core.elasticity.planner import plan
 from deployer.core.elasticity.scheduling import template_labels
-from deployer.sim.engine import SimNode, SimPod, Simulation, group_capacity, pod_view
+from deployer.sim.engine import Phase, SimNode, SimPod, Simulation, group_capacity, pod_view
 
 Planner = Callable[[Snapshot, Sequence[NodeGroup], ElasticityState, ElasticitySettings, float], Plan]
 
@@ -120,8 +120,12 @@ class DeployerPolicy:
 
 
 def snapshot_of(sim: Simulation) -> Snapshot:
-    """What the daemon's informers would show: the Ready nodes with their pods, and the pending pods.
+    """What the daemon's informers would show: the Ready nodes with their pods, the nodes shutting down
+    (cordoned), and the pending pods.
 
+    A node stays visible until it is off, as in the daemon: its Node object goes only after the power-off
+    call returned (cloud) or once the board stops reporting (edge). Dropping it earlier would tell the
+    planner the VM is gone, and it would fill the slot again while the old node still holds it.
     Views are cached on the simulated objects and rebuilt only when they change, so a snapshot of thousands
     of pods costs a tuple of references.
     """
@@ -133,6 +137,7 @@ def snapshot_of(sim: Simulation) -> Snapshot:
             if pod.view is None:
                 pod.view = pod_view(pod, node.name)
             pods.append(pod.view)
+    nodes.extend(_node_view(node) for node in sim.nodes.values() if node.phase is Phase.SHUTTING_DOWN)
     for pod in sim.pending_pods():
         if pod.view is None:
             pod.view = pod_view(pod, None)
@@ -152,6 +157,7 @@ def _node_view(node: SimNode) -> Node:
             allocatable=group.shape,
             labels=labels,
             taints=group.taints,
+            unschedulable=node.phase is Phase.SHUTTING_DOWN,  # cordoned before its drain
             created_at=node.booted_at,
         )
     return view  # type: ignore[return-value]
