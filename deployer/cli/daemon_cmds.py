@@ -120,9 +120,9 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan of one round; change nothing."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics here."),
     metrics_address: str = typer.Option(
-        "0.0.0.0",  # noqa: S104 - Prometheus scrapes from other hosts; the port itself is opt-in
+        "127.0.0.1",
         "--metrics-address",
-        help="Address the metrics listen on.",
+        help="Address the metrics listen on (default loopback; in a pod: 0.0.0.0 or the pod's IP).",
     ),
     leader_elect: bool | None = typer.Option(
         None, "--leader-elect/--no-leader-elect", help="Lease-based leader election (default: on in-cluster)."
