@@ -445,7 +445,6 @@ def logs(
     token: str | None = TOKEN_OPT,
 ) -> None:
     """The contextualization log of the deployment (or of one VM)."""
-
     with _open_deployment(ctx, name, auth_file, insecure, token) as (_, client, record):
         typer.echo(client.contmsg(record.infrastructure_id, vm))
 
@@ -495,7 +494,6 @@ def reconfigure(
     token: str | None = TOKEN_OPT,
 ) -> None:
     """Run the IM's contextualization of the deployment again."""
-
     with _open_deployment(ctx, name, auth_file, insecure, token) as (store, client, record):
         client.reconfigure(record.infrastructure_id)
         info(f"{name}: reconfiguration started")
