@@ -16,6 +16,7 @@ from deployer.cli import (
     clouds_cmds,
     daemon_cmds,
     edge_cmds,
+    kubeconfig_cmds,
     lifecycle_cmds,
     local_cmds,
     render_cmds,
@@ -99,6 +100,7 @@ def _configure_logging(verbose: int, json_logs: bool) -> None:
 
 render_cmds.register(app)
 lifecycle_cmds.register(app)
+kubeconfig_cmds.register(app)
 sim_cmds.register(app)
 app.add_typer(local_cmds.app, name="local", help="Run the embedded local IM server (Dummy VMs).")
 app.add_typer(clouds_cmds.app, name="clouds", help="Cloud profiles and credentials.")

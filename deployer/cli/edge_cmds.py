@@ -13,26 +13,20 @@ import typer
 
 from deployer.cli import output
 from deployer.cli.context import app_context
-from deployer.cli.playbooks import load_vars_file, playbook_progress
+from deployer.cli.playbooks import (
+    FRONT_HELP,
+    INSECURE_HOST_KEYS_HELP,
+    front_target,
+    load_vars_file,
+    playbook_progress,
+)
 
 if TYPE_CHECKING:
-    from deployer.adapters.ansible.inventory import SshTarget
     from deployer.lifecycle.edge import EdgeRunReport
-    from deployer.paths import Paths
 
 app = typer.Typer(no_args_is_help=True)
 
-_FRONT_HELP = "Front-end address to use instead of the cluster's IM outputs (standalone clusters, labs)."
-_INSECURE_HELP = "Skip SSH host key checking for this run (lab and test hosts whose keys change)."
 _VARS_HELP = "YAML file of extra Ansible variables for the roles (e.g. edge_node_registry_mirrors)."
-
-
-def _front(paths: Paths, cluster: str, front: str | None, user: str, key: Path | None) -> SshTarget:
-    from deployer.lifecycle import edge
-
-    if front:
-        return edge.explicit_front(front, user=user, key_file=key)
-    return edge.deployment_front(paths, cluster)
 
 
 def _report(report: EdgeRunReport, as_json: bool) -> None:
@@ -82,10 +76,10 @@ def add(
         None, "--agent-url", help="Kubernetes agent artifact URL (a mirror)."
     ),
     vars_file: Path | None = typer.Option(None, "--vars-file", help=_VARS_HELP),
-    front: str | None = typer.Option(None, "--front", help=_FRONT_HELP),
+    front: str | None = typer.Option(None, "--front", help=FRONT_HELP),
     front_user: str = typer.Option("root", "--front-user", help="SSH user on --front."),
     front_key: Path | None = typer.Option(None, "--front-key", help="SSH key for --front (default: --key)."),
-    insecure_host_keys: bool = typer.Option(False, "--insecure-host-keys", help=_INSECURE_HELP),
+    insecure_host_keys: bool = typer.Option(False, "--insecure-host-keys", help=INSECURE_HOST_KEYS_HELP),
     check: bool = typer.Option(False, "--check", help="Show what would change; change and record nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -106,7 +100,7 @@ def add(
         check=check,
     )
     edge.validate_join_options(hosts, options)
-    target = _front(ac.paths, cluster, front, front_user, front_key or key)
+    target = front_target(ac.paths, cluster, front, front_user, front_key or key)
     report = edge.add_edge_hosts(
         ac.paths, cluster, hosts, target, options, on_event=playbook_progress(ac.verbose)
     )
@@ -144,10 +138,10 @@ def remove(
         None, "--key", help="SSH key for the board (default: the one used to join)."
     ),
     vars_file: Path | None = typer.Option(None, "--vars-file", help=_VARS_HELP),
-    front: str | None = typer.Option(None, "--front", help=_FRONT_HELP),
+    front: str | None = typer.Option(None, "--front", help=FRONT_HELP),
     front_user: str = typer.Option("root", "--front-user", help="SSH user on --front."),
     front_key: Path | None = typer.Option(None, "--front-key", help="SSH key for --front (default: --key)."),
-    insecure_host_keys: bool = typer.Option(False, "--insecure-host-keys", help=_INSECURE_HELP),
+    insecure_host_keys: bool = typer.Option(False, "--insecure-host-keys", help=INSECURE_HOST_KEYS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Drain and delete an edge node, stop its agent, and forget it."""
@@ -155,7 +149,7 @@ def remove(
 
     ac = app_context(ctx)
     extra_vars = load_vars_file(vars_file)
-    target = _front(ac.paths, cluster, front, front_user, front_key or key)
+    target = front_target(ac.paths, cluster, front, front_user, front_key or key)
     report = edge.remove_edge_host(
         ac.paths,
         cluster,

@@ -9,7 +9,21 @@ from typing import TYPE_CHECKING, Any
 from deployer.cli import output
 
 if TYPE_CHECKING:
+    from deployer.adapters.ansible.inventory import SshTarget
     from deployer.adapters.ansible.runner import ProgressEvent
+    from deployer.paths import Paths
+
+FRONT_HELP = "Front-end address to use instead of the cluster's IM outputs (standalone clusters, labs)."
+INSECURE_HOST_KEYS_HELP = "Skip SSH host key checking for this run (lab and test hosts whose keys change)."
+
+
+def front_target(paths: Paths, cluster: str, front: str | None, user: str, key: Path | None) -> SshTarget:
+    """``--front`` when given, else the deployment's front end from its IM outputs (never a Dummy VM)."""
+    from deployer.lifecycle import edge
+
+    if front:
+        return edge.explicit_front(front, user=user, key_file=key)
+    return edge.deployment_front(paths, cluster)
 
 
 def load_vars_file(path: Path | None) -> dict[str, Any]:

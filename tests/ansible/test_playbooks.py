@@ -251,3 +251,25 @@ def test_unknown_playbook_is_a_user_error(tmp_path: Path) -> None:
 
     with pytest.raises(UserError, match=r"no playbook nope\.yml"):
         run_playbook("nope.yml", build_inventory(None, []), {}, logs_dir=tmp_path)
+
+
+def test_kubeconfig_command_fetches_a_private_copy_and_names_the_failed_task(
+    lab: Lab, tmp_path: Path
+) -> None:
+    source = lab.front.path("/etc/rancher/k3s/k3s.yaml")
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text(KUBECONFIG)
+    home = tmp_path / "home"
+    front = ("--front", lab.front.address, "--front-key", str(lab.lab.client_key), "--insecure-host-keys")
+    done = deployer(home, "kubeconfig", "demo", *front, "--json")
+    assert done.returncode == 0, done.stderr
+    written = Path(json.loads(done.stdout)["kubeconfig"])
+    assert written == (home / "kubeconfig" / "demo.yaml").resolve()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert yaml.safe_load(written.read_text())["clusters"][0]["cluster"]["server"] == (
+        f"https://{lab.front.address}:6443"
+    )
+    missing = deployer(home, "kubeconfig", "demo", *front, "--src", "/etc/no/such/kubeconfig")
+    assert missing.returncode == 3
+    [line] = [x for x in missing.stderr.splitlines() if x.startswith("error:")]
+    assert "Read the kubeconfig on the front end" in line and "log:" in line

@@ -1,0 +1,48 @@
+"""``deployer kubeconfig NAME``: fetch the cluster's kubeconfig from its front end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from deployer.cli import output
+from deployer.cli.context import app_context
+from deployer.cli.playbooks import FRONT_HELP, INSECURE_HOST_KEYS_HELP, front_target, playbook_progress
+
+
+def register(app: typer.Typer) -> None:
+    app.command("kubeconfig")(kubeconfig)
+
+
+def kubeconfig(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Deployment (cluster) name."),
+    dest: Path | None = typer.Option(
+        None, "--output", "-o", help="Where to write it (default: DEPLOYER_HOME/kubeconfig/NAME.yaml)."
+    ),
+    src: str | None = typer.Option(None, "--src", help="Path of the kubeconfig on the front end."),
+    front: str | None = typer.Option(None, "--front", help=FRONT_HELP),
+    front_user: str = typer.Option("root", "--front-user", help="SSH user on the front end."),
+    front_key: Path | None = typer.Option(None, "--front-key", help="SSH key for the front end."),
+    insecure_host_keys: bool = typer.Option(False, "--insecure-host-keys", help=INSECURE_HOST_KEYS_HELP),
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable result."),
+) -> None:
+    """Copy the cluster's kubeconfig from its front end (0600), pointed at the front end's address."""
+    from deployer.lifecycle.kubeconfig import fetch_kubeconfig
+
+    ac = app_context(ctx)
+    target = front_target(ac.paths, name, front, front_user, front_key)
+    written = fetch_kubeconfig(
+        ac.paths,
+        name,
+        target,
+        dest=dest,
+        src=src,
+        host_key_checking=not insecure_host_keys,
+        on_event=playbook_progress(ac.verbose),
+    )
+    if json_output:
+        output.print_json({"cluster": name, "kubeconfig": str(written)})
+    else:
+        output.info(f"{name}: kubeconfig written to {written} (use: KUBECONFIG={written} kubectl get nodes)")
