@@ -23,6 +23,7 @@ from deployer.core.elasticity.model import (
     Taint,
     Toleration,
 )
+from deployer.core.elasticity.planner import plan
 from deployer.core.elasticity.scheduling import template_labels
 
 _serial = itertools.count(1)
@@ -182,3 +183,8 @@ def settings(**overrides: object) -> ElasticitySettings:
     values: dict[str, object] = {"scale_down_cooldown": 0.0, "idle_policy": "fixed"}
     values.update(overrides)
     return ElasticitySettings(**values)  # type: ignore[arg-type]
+
+
+def plan_for(nodes=(), pods=(), groups=(), state=None, *, now: float, **overrides: object):
+    """One ``plan()`` round on a snapshot of ``nodes`` and ``pods``; ``overrides`` go to ``settings()``."""
+    return plan(snapshot(nodes, pods), groups, state or make_state(), settings(**overrides), now)

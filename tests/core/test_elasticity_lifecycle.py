@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from deployer.core.elasticity import (
     MarkFailed,
     ScaleUp,
@@ -20,6 +22,7 @@ from tests.core.builders import (
     make_pod,
     make_record,
     make_state,
+    plan_for,
     settings,
     snapshot,
 )
@@ -27,8 +30,7 @@ from tests.core.builders import (
 NOW = 5_000.0
 
 
-def run(nodes=(), pods=(), groups=(), state=None, now=NOW, **overrides):
-    return plan(snapshot(nodes, pods), groups, state or make_state(), settings(**overrides), now)
+run = functools.partial(plan_for, now=NOW)
 
 
 def test_a_booted_node_becomes_idle_or_used_and_its_attempts_reset():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from deployer.core.elasticity import plan
 from deployer.core.elasticity.model import (
     GroupKind,
@@ -18,6 +20,7 @@ from tests.core.builders import (
     make_pod,
     make_record,
     make_state,
+    plan_for,
     settings,
     snapshot,
 )
@@ -25,8 +28,7 @@ from tests.core.builders import (
 NOW = 1_000.0
 
 
-def run(nodes=(), pods=(), groups=(), state=None, now=NOW, **overrides):
-    return plan(snapshot(nodes, pods), groups, state or make_state(), settings(**overrides), now)
+run = functools.partial(plan_for, now=NOW)
 
 
 def ups(result):
