@@ -58,6 +58,23 @@ class TransientError(RemoteError):
     """A failure worth retrying later: timeouts, connection resets, 5xx."""
 
 
+class NotDelivered(TransientError):
+    """The request never reached the remote side (connection refused, connect timeout): safe to send again."""
+
+
+class OutcomeUnknown(TransientError):
+    """A change was sent and no answer came back: it may or may not have taken effect. Exit code 5, so a
+    script can tell "did not happen" (3) from "cannot tell" and run the command the message names."""
+
+    exit_code = 5
+
+
+class Busy(DeployerError):
+    """Another deployer process is changing the same deployment. Exit code 75 (EX_TEMPFAIL): try later."""
+
+    exit_code = 75
+
+
 class TimeoutExpired(RemoteError):
     """A wait ran past its deadline. Exit code 4 so scripts can tell it from a hard failure."""
 

@@ -32,6 +32,11 @@ class Paths:
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
 
+    @property
+    def locks_dir(self) -> Path:
+        """One lock file per deployment: one writer at a time on this machine."""
+        return self.state_dir / "locks"
+
 
 def resolve_paths(env: dict[str, str] | None = None) -> Paths:
     env = dict(os.environ) if env is None else env

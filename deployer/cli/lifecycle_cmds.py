@@ -9,7 +9,7 @@ inside the commands so ``deployer --help`` stays fast.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,13 @@ TOKEN_OPT = typer.Option(
 JSON_OPT = typer.Option(False, "--json", help="Machine-readable output on stdout.")
 TIMEOUT_OPT = typer.Option(1800.0, "--timeout", min=1, help="Seconds to wait for 'configured'.")
 WAIT_OPT = typer.Option(True, "--wait/--no-wait", help="Follow the deployment until it is configured.")
+WAIT_LOCK_OPT = typer.Option(
+    False,
+    "--wait-lock",
+    help="If another deployer command is changing this deployment, wait for it (else fail at once).",
+)
+# --wait-lock waits at most this long: a holder still running after an hour is stuck, not busy.
+WAIT_LOCK_MAX_S = 3600.0
 
 INSECURE_REMEMBERED = "not verifying the IM's TLS certificate (--insecure was given at create)"
 SIMULATED_NOTE = "simulated VMs (local IM, Dummy connector): the addresses above are not reachable machines"
@@ -79,18 +86,68 @@ def _client_for(
 
 
 @contextmanager
+def _locked(paths: Paths, name: str, command: str, wait_lock: bool) -> Iterator[None]:
+    """One writer per deployment on this machine (see ``deployer.adapters.state.locks``)."""
+    from deployer.adapters.state.locks import deployment_lock
+
+    with deployment_lock(paths.locks_dir, name, command=command, wait=WAIT_LOCK_MAX_S if wait_lock else 0.0):
+        yield
+
+
+@contextmanager
 def _open_deployment(
-    ctx: typer.Context, name: str, auth_file: Path | None, insecure: bool, token: str | None
+    ctx: typer.Context,
+    name: str,
+    auth_file: Path | None,
+    insecure: bool,
+    token: str | None,
+    *,
+    command: str | None = None,
+    wait_lock: bool = False,
+    settle: bool = False,
 ) -> Iterator[tuple[DeploymentStore, IMClient, DeploymentRecord]]:
-    """The named deployment, an IM client for it, and its record with the infrastructure id resolved
-    (a create interrupted before the IM answered is recovered here)."""
+    """The named deployment, an IM client for it, and its record with the infrastructure id resolved.
+
+    ``command``: the caller changes the deployment, so it holds the deployment's lock throughout. A
+    reader takes the lock only if it is free, and only then repairs the record (adopts a create that
+    was interrupted before the IM answered; with ``settle``, destroys duplicates carrying its tag).
+    """
+    from deployer.adapters.state.locks import holder_of
+    from deployer.errors import Busy, TransientError
     from deployer.lifecycle.deploy import recover_submission
+    from deployer.lifecycle.identity import settle_duplicates, settled_message
 
     paths = app_context(ctx).paths
     store = _store(paths)
     record = store.get(name)
-    with _client_for(paths, record, auth_file, insecure, token) as client:
-        record = recover_submission(store, client, record)
+    with ExitStack() as stack:
+        if command is not None:
+            stack.enter_context(_locked(paths, name, command, wait_lock))
+            record = store.get(name)
+        client = stack.enter_context(_client_for(paths, record, auth_file, insecure, token))
+        can_repair = True
+        with ExitStack() as repair:
+            if command is None:  # a reader repairs only while nobody is changing the deployment
+                try:
+                    repair.enter_context(_locked(paths, name, "status", False))
+                except Busy:
+                    can_repair = False
+            if can_repair:
+                record = recover_submission(store, client, store.get(name))
+                if settle:
+                    try:
+                        settled = settle_duplicates(store, client, record)
+                    except TransientError as err:
+                        if command is not None:
+                            raise
+                        warn(f"{name}: cannot look for duplicates now ({err})")  # reading goes on
+                    else:
+                        for line in settled_message(name, settled):
+                            warn(line)
+                        record = settled.record
+        if not record.infrastructure_id:
+            holder = holder_of(paths.locks_dir, name) or "another deployer command"
+            raise Busy(f"deployment {name!r} is being created by {holder}; try again when it is done")
         assert record.infrastructure_id is not None
         yield store, client, record
 
@@ -217,6 +274,14 @@ def _show(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _settle_after_create(paths: Paths, client: IMClient, record: DeploymentRecord) -> None:
+    """A create request that landed very late (after the resubmission) shows up only now: destroy it."""
+    from deployer.lifecycle.identity import settle_duplicates, settled_message
+
+    for line in settled_message(record.name, settle_duplicates(_store(paths), client, record)):
+        warn(line)
+
+
 # ---- commands -------------------------------------------------------------------------------------
 
 
@@ -245,8 +310,13 @@ def create(
     ),
     insecure: bool = INSECURE_OPT,
     token: str | None = TOKEN_OPT,
+    wait_lock: bool = WAIT_LOCK_OPT,
 ) -> None:
-    """Render, validate and submit a cluster to the IM, record it, and follow it to 'configured'."""
+    """Render, validate and submit a cluster to the IM, record it, and follow it to 'configured'.
+
+    Running it again after an interruption resumes: the recorded deployment is adopted by its tag (or,
+    when its create can no longer land and nothing carries the tag, submitted afresh), never duplicated.
+    """
     import secrets
 
     from deployer.adapters.tosca import validate_tosca
@@ -275,7 +345,8 @@ def create(
     endpoint = resolve_endpoint(
         paths, spec.clouds(), im_url=im_url, auth_file=auth_file, token=token, insecure=insecure
     )
-    with endpoint.client() as client:
+    with ExitStack() as stack:
+        client = stack.enter_context(endpoint.client())
         if dry_run:
             estimate = client.estimate(prepared.tosca)
             if json_output:
@@ -284,9 +355,10 @@ def create(
                 typer.echo(prepared.tosca_redacted, nl=False)
                 info(f"IM resource estimate: {_show(estimate)}")
             return
-        store = _store(paths)
+        # The lock covers the follow too: a destroy or scale while the IM is still creating would race it.
+        stack.enter_context(_locked(paths, spec.name, "create", wait_lock))
         record = submit(
-            store,
+            _store(paths),
             client,
             name=spec.name,
             cloud=spec.cloud,
@@ -298,6 +370,7 @@ def create(
             clouds=spec.clouds(),
             insecure=insecure,
             simulated=prepared.simulated,
+            notify=warn,
         )
         info(f"{spec.name}: infrastructure {record.infrastructure_id} submitted to {client.url}")
         if not wait:
@@ -311,8 +384,9 @@ def create(
             else:
                 info(f"not waiting: {_resume_hint(spec.name)}")
             return
-        final = _follow(client, record, store, timeout)
+        final = _follow(client, record, _store(paths), timeout)
         assert record.infrastructure_id is not None
+        _settle_after_create(paths, client, record)
         values = mask_outputs(client.outputs(record.infrastructure_id), show_secrets=False)
     info(f"{spec.name}: {final.state} ({len(final.vm_states)} VMs)")
     _print_outputs(
@@ -343,11 +417,13 @@ def list_deployments(
     from deployer.errors import DeployerError, RemoteError
     from deployer.lifecycle.credentials import endpoint_for_record, local_auth_entries, local_im
     from deployer.lifecycle.deploy import list_with_drift
+    from deployer.lifecycle.identity import TagScan, scan_tags
 
     paths = app_context(ctx).paths
+    store = _store(paths)
     records = []
     clients: dict[str, IMClient] = {}
-    for record in _store(paths).all():
+    for record in store.all():
         try:
             endpoint = endpoint_for_record(paths, record)
         except DeployerError as err:
@@ -364,10 +440,10 @@ def list_deployments(
         from deployer.adapters.im.client import IMClient
 
         clients[running.url] = IMClient(running.url, local_auth_entries(paths))
-    listings: dict[str, list[str] | RemoteError] = {}
+    listings: dict[str, TagScan | RemoteError] = {}
     for url, client in clients.items():
         try:
-            listings[url] = client.list_ids()
+            listings[url] = scan_tags(store, client)
         except RemoteError as err:
             listings[url] = err
         finally:
@@ -392,15 +468,20 @@ def status(
     insecure: bool = INSECURE_OPT,
     token: str | None = TOKEN_OPT,
 ) -> None:
-    """The deployment's state and its VMs (state, TOSCA node, address)."""
+    """The deployment's state and its VMs (state, TOSCA node, address).
+
+    It also reconciles the record with the IM: it adopts an infrastructure whose create was interrupted,
+    destroys duplicates carrying the deployment's tag, and settles a change that was never answered.
+    """
     from dataclasses import asdict
 
-    from deployer.lifecycle.deploy import vm_views
+    from deployer.lifecycle.deploy import pending_change_note, vm_views
 
-    with _open_deployment(ctx, name, auth_file, insecure, token) as (store, client, record):
+    with _open_deployment(ctx, name, auth_file, insecure, token, settle=True) as (store, client, record):
         if watch:
             _follow(client, record, store, timeout)
         state = client.state(record.infrastructure_id)
+        note = pending_change_note(store, record)
         store.update(name, status=state.state)
         vms = vm_views(client, record.infrastructure_id)
     if json_output:
@@ -411,11 +492,14 @@ def status(
                 "infrastructure_id": record.infrastructure_id,
                 "im_url": client.url,
                 "state": state.state,
+                "pending_change": note,
                 "vms": [asdict(vm) for vm in vms],
             }
         )
         return
     info(f"{name}: {state.state} (infrastructure {record.infrastructure_id} on {client.url})")
+    if note:
+        warn(f"{name}: {note}")
     table(["VM", "state", "node", "address"], [[v.vm_id, v.state, v.node, v.ip] for v in vms])
 
 
@@ -463,15 +547,19 @@ def scale(
     auth_file: Path | None = AUTH_FILE_OPT,
     insecure: bool = INSECURE_OPT,
     token: str | None = TOKEN_OPT,
+    wait_lock: bool = WAIT_LOCK_OPT,
 ) -> None:
-    """Add or remove worker VMs of one group through the IM (removals name their VMs)."""
+    """Add or remove worker VMs of one group through the IM, touching no other group (removals name
+    their VMs). Exit 5 when the IM did not answer and the outcome is unknown."""
     from dataclasses import asdict
 
     from deployer.lifecycle.deploy import scale as scale_group
 
     chosen = [vm.strip() for vm in remove.split(",") if vm.strip()] if remove else None
-    with _open_deployment(ctx, name, auth_file, insecure, token) as (store, client, record):
-        result = scale_group(client, record.infrastructure_id, group=group, count=count, remove=chosen)
+    with _open_deployment(
+        ctx, name, auth_file, insecure, token, command="scale", wait_lock=wait_lock, settle=True
+    ) as (store, client, record):
+        result = scale_group(store, client, record, group=group, count=count, remove=chosen, notify=warn)
         if result.added:
             info(f"{name}: group {group} adds VMs {', '.join(result.added)}")
         if result.removed:
@@ -492,9 +580,12 @@ def reconfigure(
     auth_file: Path | None = AUTH_FILE_OPT,
     insecure: bool = INSECURE_OPT,
     token: str | None = TOKEN_OPT,
+    wait_lock: bool = WAIT_LOCK_OPT,
 ) -> None:
     """Run the IM's contextualization of the deployment again."""
-    with _open_deployment(ctx, name, auth_file, insecure, token) as (store, client, record):
+    with _open_deployment(
+        ctx, name, auth_file, insecure, token, command="reconfigure", wait_lock=wait_lock
+    ) as (store, client, record):
         client.reconfigure(record.infrastructure_id)
         info(f"{name}: reconfiguration started")
         if wait:
@@ -512,8 +603,10 @@ def destroy(
     auth_file: Path | None = AUTH_FILE_OPT,
     insecure: bool = INSECURE_OPT,
     token: str | None = TOKEN_OPT,
+    wait_lock: bool = WAIT_LOCK_OPT,
 ) -> None:
-    """Destroy the deployment's infrastructure. Already gone counts as success."""
+    """Destroy the deployment's infrastructure, and whatever else carries its tag. Already gone counts as
+    success; the record goes only once the IM confirms that nothing of the deployment is left."""
     import sys
 
     from deployer.errors import UserError
@@ -531,6 +624,14 @@ def destroy(
         typer.confirm(
             f"Destroy {name} (infrastructure {record.infrastructure_id} on {record.im_url})?", abort=True
         )
-    with _client_for(paths, record, auth_file, insecure, token) as client:
-        existed = destroy_deployment(store, client, record, keep_record=keep_record)
-    info(f"{name}: destroyed" if existed else f"{name}: was already gone from the IM; record cleaned up")
+    with _locked(paths, name, "destroy", wait_lock):
+        record = store.find(name)
+        if record is None:  # destroyed by the command we waited for
+            info(f"{name}: no such deployment here; nothing to destroy")
+            return
+        with _client_for(paths, record, auth_file, insecure, token) as client:
+            result = destroy_deployment(store, client, record, keep_record=keep_record, notify=warn)
+    if result.destroyed:
+        info(f"{name}: destroyed {', '.join(result.destroyed)}; the IM lists nothing of it any more")
+    else:
+        info(f"{name}: was already gone from the IM; record cleaned up")

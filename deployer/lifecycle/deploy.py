@@ -6,16 +6,23 @@ and returns plain values; nothing here prints. The rules it enforces:
 
 - a deployment is recorded before its create request leaves, so two concurrent creates cannot take
   the same name and a crash mid-create leaves a record (with its deployment tag) to recover from;
-  a definite refusal removes that record again, so nothing is left behind;
+- the tag is the deployment's identity (``deployer.lifecycle.identity``): after a create that was not
+  answered, the template is sent again only once a late request can no longer land (the client's read
+  timeout plus a margin) and the IM confirms that nothing carries the tag; what appears is adopted, and
+  any second infrastructure with the tag is destroyed;
+- a record is dropped only when the IM cannot hold its infrastructure: a definite refusal, or nothing
+  carrying the tag once the landing deadline has passed. A failed lookup keeps it;
 - following polls the state, reports each per-VM change, survives a temporarily unreachable IM until
   the deadline, and on failure returns the tail of the contextualization log;
-- scaling edits the IM's own copy of the TOSCA (``count``, ``removal_list``), so secrets never pass
-  through deployer's store, and removals name the VMs explicitly;
-- destroying is idempotent: an infrastructure that is already gone counts as destroyed.
+- scaling is relative and touches only the group asked: VMs are added by a RADL ``deploy`` of that one
+  system and removed by id, never by posting absolute counts that could undo another group's change. A
+  change with no answer is recorded as pending, reported as unknown (exit 5), and reconciled later;
+- destroying is verified: the record goes only once the IM lists nothing with the deployment's id or tag.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,9 +31,18 @@ from typing import Any
 
 import yaml
 
-from deployer.adapters.im.client import CreateOutcomeUnknown, IMClient, InfraState
+from deployer.adapters.im.client import IMClient, InfraState
 from deployer.adapters.state.store import STATUS_SUBMITTING, DeploymentRecord, DeploymentStore
-from deployer.errors import RemoteError, RemoteNotFound, TimeoutExpired, TransientError, UserError
+from deployer.errors import (
+    NotDelivered,
+    OutcomeUnknown,
+    RemoteError,
+    RemoteNotFound,
+    TimeoutExpired,
+    TransientError,
+    UserError,
+)
+from deployer.lifecycle.identity import TagScan, scan_tags, settle_duplicates, settled_message
 from deployer.logs import MASK
 
 log = logging.getLogger(__name__)
@@ -34,9 +50,19 @@ log = logging.getLogger(__name__)
 FINAL_OK = "configured"
 FINAL_FAILED = frozenset({"failed", "unconfigured"})
 STATUS_DESTROYED = "destroyed"
+STATUS_DESTROYING = "destroying"
 CONTMSG_TAIL_LINES = 25
-# A create request is answered within seconds; a "submitting" record older than this is an orphan.
+# Records written before landing deadlines existed: a "submitting" record older than this is an orphan.
 SUBMIT_GRACE_S = 120.0
+# A request the client gave up on may still be queued in a proxy or in the IM: it can land until the
+# read timeout plus this margin after it was sent. DEPLOYER_IM_LANDING_MARGIN overrides it (tests).
+LANDING_MARGIN_S = 15.0
+# Once a late request can no longer land, how long to keep asking an unreachable IM before giving up.
+UNREACHABLE_PATIENCE_S = 20.0
+# A destroyed infrastructure can stay in the IM's listing for a moment (the IM saves deletions with
+# retries): how long destroy waits for the listing to confirm it.
+DESTROY_VERIFY_S = 30.0
+POLL_S = 1.0
 _SECRET_OUTPUT_WORDS = ("password", "secret", "token", "key", "credential")
 
 
@@ -74,6 +100,21 @@ def tail(text: str, lines: int = CONTMSG_TAIL_LINES) -> str:
 # ---- create -------------------------------------------------------------------------------------
 
 
+def landing_margin() -> float:
+    import os
+
+    raw = os.environ.get("DEPLOYER_IM_LANDING_MARGIN", "")
+    try:
+        return float(raw) if raw else LANDING_MARGIN_S
+    except ValueError:
+        raise UserError(f"DEPLOYER_IM_LANDING_MARGIN={raw!r} is not a number of seconds") from None
+
+
+def landing_deadline(client: IMClient, sent_at: float) -> float:
+    """Until when a request sent at ``sent_at`` and not answered may still take effect."""
+    return sent_at + client.read_timeout + landing_margin()
+
+
 def submit(
     store: DeploymentStore,
     client: IMClient,
@@ -88,8 +129,29 @@ def submit(
     clouds: Sequence[str] = (),
     insecure: bool = False,
     simulated: bool = False,
+    notify: Callable[[str], None] = lambda message: None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DeploymentRecord:
-    """Record the deployment, submit its TOSCA, and store the infrastructure id."""
+    """Record the deployment, submit its TOSCA, and store the infrastructure id (exactly one exists).
+
+    If ``name`` is already recorded with the same spec, this resumes it instead: its infrastructure is
+    adopted by tag, or, when its create can no longer land and nothing carries the tag, sent afresh.
+    """
+    existing = store.find(name)
+    if existing is not None:
+        if existing.spec_hash != spec_hash:
+            raise UserError(
+                f"a deployment named {name!r} already exists with another spec; pick another --name or "
+                "destroy it first"
+            )
+        try:
+            record = recover_submission(store, client, existing, now=clock())
+        except RemoteNotFound:
+            notify(f"{name}: its interrupted create never reached the IM; submitting it again")
+        else:
+            notify(f"{name}: resuming infrastructure {record.infrastructure_id}")
+            return record
     store.add(
         DeploymentRecord(
             name=name,
@@ -106,42 +168,130 @@ def submit(
             simulated=simulated,
         )
     )
-    known = [r.infrastructure_id for r in store.all() if r.infrastructure_id]
-    try:
-        inf_id = client.create(tosca, deployment_tag=deployment_tag, skip_ids=known)
-    except CreateOutcomeUnknown as err:
+    return send_create(store, client, store.get(name), tosca, notify=notify, clock=clock, sleep=sleep)
+
+
+def send_create(
+    store: DeploymentStore,
+    client: IMClient,
+    record: DeploymentRecord,
+    tosca: str,
+    *,
+    notify: Callable[[str], None] = lambda message: None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeploymentRecord:
+    """POST the template for ``record`` (at most twice) and record the infrastructure id.
+
+    A second POST goes out only after the first one can no longer land and the IM confirms that nothing
+    carries the tag; whatever appears in the meantime is adopted.
+    """
+    name, tag = record.name, record.deployment_tag
+    ambiguous: TransientError | None = None
+    for _attempt in (1, 2):
+        store.update(name, landing_deadline=landing_deadline(client, clock()))
+        try:
+            inf_id = client.create(tosca)
+            break
+        except NotDelivered:
+            store.delete(name)  # never reached the IM (and an earlier attempt is confirmed absent)
+            raise
+        except TransientError as err:
+            ambiguous = ambiguous or err  # the first cause is the one to report
+            notify(f"{err}; looking for the infrastructure by its tag before deciding anything")
+            found = _await_landing(store, client, store.get(name), clock=clock, sleep=sleep)
+            if found is not None:
+                inf_id = found
+                break
+            notify(
+                f"the IM has no infrastructure with tag {tag} and the request can no longer land: "
+                "sending it again"
+            )
+        except RemoteError:
+            store.delete(name)  # refused: nothing was created (an earlier attempt is confirmed absent)
+            raise
+    else:
+        store.delete(name)
         raise TransientError(
-            f"{err}. The record is kept: `deployer status {name}` finds it by its tag once the IM answers, "
-            f"`deployer destroy {name}` removes whatever exists"
-        ) from None
-    except RemoteError:
-        store.delete(name)  # refused, or confirmed absent: nothing exists, leave nothing behind
-        raise
-    return store.update(name, infrastructure_id=inf_id, status="pending")
+            f"{ambiguous}; twice no infrastructure with tag {tag} appeared, so nothing was created. Run the "
+            "command again when the IM is healthy"
+        )
+    record = store.update(name, infrastructure_id=inf_id, status="pending")
+    if ambiguous is not None:  # a late first request and a second one may both have landed
+        settled = settle_duplicates(store, client, record)
+        for line in settled_message(name, settled):
+            notify(line)
+        record = settled.record
+    return record
+
+
+def _await_landing(
+    store: DeploymentStore,
+    client: IMClient,
+    record: DeploymentRecord,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> str | None:
+    """Watch for an infrastructure carrying the record's tag until a late create can no longer land.
+
+    The id of the first one seen; None once the IM has answered, after the landing deadline, that none
+    exists. ``OutcomeUnknown`` when it cannot be asked; any other error (an expired token, say) keeps
+    the record too, with a hint.
+    """
+    deadline = record.landing_deadline
+    give_up = deadline + UNREACHABLE_PATIENCE_S
+    last_error: RemoteError | None = None
+    while True:
+        asked_at = clock()
+        try:
+            found = scan_tags(store, client).carrying(record.deployment_tag)
+        except TransientError as err:
+            last_error = err
+        except RemoteError as err:
+            raise type(err)(f"{err}; {_kept_hint(record.name)}", status=err.status) from None
+        else:
+            if found:
+                return found[0]
+            if asked_at >= deadline:
+                return None
+        if clock() >= give_up:
+            raise OutcomeUnknown(
+                f"{last_error}; cannot tell whether the IM created the infrastructure (tag "
+                f"{record.deployment_tag}). {_kept_hint(record.name)}"
+            )
+        sleep(min(POLL_S, max(0.05, deadline - clock()) if clock() < deadline else POLL_S))
+
+
+def _kept_hint(name: str) -> str:
+    return (
+        f"The record is kept: `deployer status {name}` adopts the infrastructure once the IM answers, "
+        f"`deployer destroy {name}` removes whatever exists"
+    )
 
 
 def recover_submission(
     store: DeploymentStore, client: IMClient, record: DeploymentRecord, *, now: float | None = None
 ) -> DeploymentRecord:
-    """For a record stuck in ``submitting``: find its infrastructure by tag, or forget the record.
-
-    A young record may belong to a create still in flight in another process: it is left alone.
-    """
+    """For a record stuck in ``submitting``: adopt its infrastructure by tag, or forget the record once
+    no create request of it can land any more. A failed lookup changes nothing."""
     if record.infrastructure_id:
         return record
-    found = client.find_by_tag(record.deployment_tag)
-    if found is None:
-        age = (time.time() if now is None else now) - record.created_at
-        if age < SUBMIT_GRACE_S:
-            raise TransientError(
-                f"deployment {record.name!r} is still being submitted (for {age:.0f}s); try again shortly"
-            )
-        store.delete(record.name)
-        raise RemoteNotFound(
-            f"deployment {record.name!r} was never created in the IM (no infrastructure carries tag "
-            f"{record.deployment_tag}); its record is removed, run create again"
+    settled = settle_duplicates(store, client, record)
+    if settled.record.infrastructure_id:
+        return settled.record
+    now = time.time() if now is None else now
+    deadline = record.landing_deadline or record.created_at + SUBMIT_GRACE_S
+    if now < deadline:
+        raise TransientError(
+            f"deployment {record.name!r} is still being submitted: its create request may land in the IM "
+            f"for {deadline - now:.0f}s more; try again then"
         )
-    return store.update(record.name, infrastructure_id=found, status="pending")
+    store.delete(record.name)
+    raise RemoteNotFound(
+        f"deployment {record.name!r} was never created in the IM (no infrastructure carries tag "
+        f"{record.deployment_tag}); its record is removed, run create again"
+    )
 
 
 def follow(
@@ -213,13 +363,15 @@ def _numeric(vm_id: str) -> tuple[int, str]:
 
 
 def list_with_drift(
-    records: Sequence[DeploymentRecord], listings: dict[str, list[str] | RemoteError]
+    records: Sequence[DeploymentRecord], listings: dict[str, TagScan | RemoteError]
 ) -> list[ListedDeployment]:
-    """Merge our records with what each IM reports (``listings``: IM URL -> ids, or the error).
+    """Merge our records with what each IM reports (``listings``: IM URL -> its tag scan, or the error).
 
     Pure: the caller does the listing. Drift is a record whose infrastructure the IM no longer has,
-    or an infrastructure on one of our IMs (same credentials) that no record knows.
+    a second infrastructure carrying a deployment's tag (a duplicate), or an infrastructure on one of
+    our IMs (same credentials) that no record knows.
     """
+    owner = {rec.deployment_tag: rec.name for rec in records}
     rows: list[ListedDeployment] = []
     known: dict[str, set[str]] = {}
     for rec in records:
@@ -237,9 +389,11 @@ def list_with_drift(
     for url, listing in sorted(listings.items()):
         if isinstance(listing, RemoteError):
             continue
-        for inf_id in listing:
+        for inf_id, tag in listing.tags.items():
             if inf_id not in known.get(url, set()):
-                rows.append(ListedDeployment("-", "-", inf_id, url, "-", "unknown to deployer"))
+                name = owner.get(tag)
+                drift = f"duplicate of {name}" if name else "unknown to deployer"
+                rows.append(ListedDeployment(name or "-", "-", inf_id, url, "-", drift))
     return rows
 
 
@@ -257,32 +411,105 @@ def mask_outputs(outputs: dict[str, Any], *, show_secrets: bool) -> dict[str, An
 # ---- change -------------------------------------------------------------------------------------
 
 
+def await_pending_change(
+    store: DeploymentStore,
+    record: DeploymentRecord,
+    *,
+    group: str | None = None,
+    notify: Callable[[str], None] = lambda message: None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeploymentRecord:
+    """Wait until an unanswered change (of ``group``, or any) can no longer land, then forget it.
+
+    After that the IM's own listing is the truth: a scale computed from it cannot double an earlier,
+    late change.
+    """
+    pending = json.loads(record.pending_change) if record.pending_change else None
+    if not pending or (group is not None and pending.get("group") != group):
+        return record
+    wait = float(pending.get("until", 0)) - clock()
+    if wait > 0:
+        notify(
+            f"{record.name}: waiting {wait:.0f}s until an unanswered {pending.get('what')} can no longer land"
+        )
+        sleep(wait)
+    return store.update(record.name, pending_change=None)
+
+
+def pending_change_note(
+    store: DeploymentStore, record: DeploymentRecord, *, now: float | None = None
+) -> str | None:
+    """Reconcile an unanswered change with the IM's listing: once it can no longer land, the listing is
+    the truth and the change is forgotten. Says what happened, or None when nothing was pending."""
+    if not record.pending_change:
+        return None
+    pending = json.loads(record.pending_change)
+    left = float(pending.get("until", 0)) - (time.time() if now is None else now)
+    if left > 0:
+        return f"the {pending.get('what')} was not answered and may still take effect for {left:.0f}s"
+    store.update(record.name, pending_change=None)
+    return f"the {pending.get('what')} was not answered; the VMs listed are what the IM has"
+
+
 def scale(
-    client: IMClient, inf_id: str, *, group: str, count: int, remove: Sequence[str] | None = None
+    store: DeploymentStore,
+    client: IMClient,
+    record: DeploymentRecord,
+    *,
+    group: str,
+    count: int,
+    remove: Sequence[str] | None = None,
+    notify: Callable[[str], None] = lambda message: None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ScaleResult:
-    """Set the VM count of one worker group. Removals name their VMs (``remove`` or the newest)."""
+    """Set the VM count of one worker group by relative operations on that group alone."""
     if count < 0:
         raise UserError("--count must be 0 or more")
+    assert record.infrastructure_id is not None
+    inf_id = record.infrastructure_id
+    record = await_pending_change(store, record, group=group, notify=notify, clock=clock, sleep=sleep)
     document = yaml.safe_load(client.tosca(inf_id))
     nodes: dict[str, Any] = (document.get("topology_template") or {}).get("node_templates") or {}
     node = _group_node(nodes, group)
     current = tuple(v.vm_id for v in vm_views(client, inf_id) if v.node == node)
-    scalable = nodes[node].setdefault("capabilities", {}).setdefault("scalable", {})
-    properties = scalable.setdefault("properties", {})
-    properties.pop("removal_list", None)
-    removal: tuple[str, ...] = ()
-    if count < len(current):
-        removal = _choose_removal(current, len(current) - count, remove)
-        properties["removal_list"] = list(removal)
-    elif remove:
+    if remove and count >= len(current):
         raise UserError(
             f"--remove only applies when lowering the count (group {group} has {len(current)} VMs)"
         )
-    if count == len(current):
-        return ScaleResult(group, node, current)
-    properties["count"] = count
-    added = client.update(inf_id, yaml.safe_dump(document, sort_keys=False))
-    return ScaleResult(group, node, current, added=tuple(added), removed=removal)
+    if count > len(current):
+        what = f"scale of group {group} to {count} VMs"
+        until = landing_deadline(client, clock())
+        store.update(record.name, pending_change=json.dumps({"group": group, "what": what, "until": until}))
+        try:
+            added = client.add_vms(inf_id, node, count - len(current))
+        except NotDelivered:
+            store.update(record.name, pending_change=None)
+            raise
+        except TransientError as err:
+            raise OutcomeUnknown(
+                f"{err}. The {what} may or may not have taken effect: `deployer status {record.name}` shows "
+                f"the group's VMs once a late answer can no longer land (in {until - clock():.0f}s); run the "
+                "same scale again then if needed"
+            ) from None
+        except RemoteError:
+            store.update(record.name, pending_change=None)
+            raise
+        store.update(record.name, pending_change=None)
+        return ScaleResult(group, node, current, added=tuple(added))
+    if count < len(current):
+        removal = _choose_removal(current, len(current) - count, remove)
+        try:
+            client.remove_vms(inf_id, removal)
+        except TransientError as err:
+            raise OutcomeUnknown(
+                f"{err}. Removing VMs {', '.join(removal)} of group {group} may or may not have taken "
+                f"effect: `deployer status {record.name}` shows the group's VMs; running the same scale "
+                "again is safe"
+            ) from None
+        return ScaleResult(group, node, current, removed=removal)
+    return ScaleResult(group, node, current)
 
 
 def _group_node(nodes: dict[str, Any], group: str) -> str:
@@ -310,18 +537,57 @@ def _choose_removal(current: Sequence[str], how_many: int, remove: Sequence[str]
     return tuple(remove)
 
 
+@dataclass(frozen=True)
+class DestroyResult:
+    destroyed: tuple[str, ...]  # infrastructures this run destroyed (by id or by tag)
+
+
 def destroy(
-    store: DeploymentStore, client: IMClient | None, record: DeploymentRecord, *, keep_record: bool = False
-) -> bool:
-    """Destroy the infrastructure (already gone is success) and forget it. Returns whether it existed."""
-    existed = False
-    if client is not None and record.infrastructure_id:
-        existed = client.destroy(record.infrastructure_id)
-    elif client is not None and record.status == STATUS_SUBMITTING:
-        found = client.find_by_tag(record.deployment_tag)
-        existed = found is not None and client.destroy(found)
+    store: DeploymentStore,
+    client: IMClient,
+    record: DeploymentRecord,
+    *,
+    keep_record: bool = False,
+    notify: Callable[[str], None] = lambda message: None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DestroyResult:
+    """Destroy every infrastructure of the deployment (its id and whatever carries its tag) and forget
+    it only once the IM lists none of them. Otherwise the record stays, marked ``destroying``, and the
+    error names what is left: running destroy again converges.
+
+    A create that was never answered may still land until the record's landing deadline: destroy waits
+    that out, destroying whatever appears.
+    """
+    store.update(record.name, status=STATUS_DESTROYING)
+    late_create_until = 0.0 if record.infrastructure_id else record.landing_deadline
+    if late_create_until > clock():
+        notify(
+            f"{record.name}: its create was never answered and may still land for "
+            f"{late_create_until - clock():.0f}s; destroying whatever appears until then"
+        )
+    give_up = max(clock() + DESTROY_VERIFY_S, late_create_until + POLL_S)
+    destroyed: list[str] = []
+    while True:
+        asked_at = clock()
+        scan = scan_tags(store, client)
+        left = set(scan.carrying(record.deployment_tag))
+        if record.infrastructure_id in scan:
+            left.add(record.infrastructure_id)
+        if not left and asked_at >= late_create_until:
+            break
+        for inf_id in sorted(left):
+            if client.destroy(inf_id) and inf_id not in destroyed:
+                destroyed.append(inf_id)
+        if clock() >= give_up:
+            raise RemoteError(
+                f"{record.name}: the IM at {client.url} still lists infrastructure(s) "
+                f"{', '.join(sorted(left))} after destroying them; the record is kept: run "
+                f"`deployer destroy {record.name}` again"
+            )
+        sleep(POLL_S)
     if keep_record:
         store.update(record.name, status=STATUS_DESTROYED)
     else:
         store.delete(record.name)
-    return existed
+    return DestroyResult(tuple(destroyed))

@@ -75,9 +75,9 @@ def _deploy_two_clouds(paths, local_im, im_user) -> tuple[IMClient, str, list]:
     im_line = next(e for e in im_user.entries if e.type == "InfrastructureManager")
     auth = profiles.build_cloud_auth(paths, spec.clouds(), im_entry=im_line, env={})
     entries = auth.entries()
-    tosca = render_tosca(spec, RenderOptions(types="local", simulated=True, deployment_tag="mc-test"))
+    tosca = render_tosca(spec, RenderOptions(types="local", simulated=True))
     client = IMClient(auth.im_url, entries)
-    return client, client.create(tosca, deployment_tag="mc-test"), entries
+    return client, client.create(tosca), entries
 
 
 def test_two_dummy_clouds_put_each_group_on_its_own_cloud(deployer_home, local_im, im_user):

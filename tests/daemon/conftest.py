@@ -125,9 +125,7 @@ def im_cluster(local_im, im_user) -> Iterator[IMCluster]:
     }
     spec, _ = fill_secrets(validate_spec(data), {}, lambda *_, **__: secrets.token_urlsafe(12))
     client = IMClient(local_im.url, im_user.entries, retries=1)
-    infra_id = client.create(
-        render_prepared(spec, deployment_tag=spec.name).tosca, deployment_tag=str(spec.name)
-    )
+    infra_id = client.create(render_prepared(spec, deployment_tag=spec.name).tosca)
     _wait_configured(client, infra_id)
     (group,) = groups_from_spec(spec)
     yield IMCluster(spec, infra_id, client, group)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import secrets
 
 import pytest
-import yaml
 
 from deployer.adapters.im.auth import AuthEntry
 from deployer.adapters.power.edge import EdgePowerManager
-from deployer.adapters.power.im import IMPowerManager, node_name_for, set_scalable_counts
+from deployer.adapters.power.im import IMPowerManager, node_name_for
 from deployer.core.elasticity.from_spec import groups_from_spec, settings_from_spec
 from deployer.core.spec import fill_secrets, validate_spec
 from deployer.daemon.config import (
@@ -20,7 +19,7 @@ from deployer.daemon.config import (
     power_managers,
     spec_from_tosca,
 )
-from deployer.errors import RemoteError, UserError
+from deployer.errors import UserError
 from deployer.lifecycle.prepare import render_prepared
 
 SPEC = {
@@ -101,17 +100,5 @@ def test_refreshing_client_is_rebuilt_only_when_credentials_change() -> None:
     assert second is not first and second.entries[0].fields["token"] == "token-two-abcdef"
 
 
-def test_scalable_counts_are_set_for_every_worker_template_and_removals_are_strings() -> None:
-    _, tosca = _rendered()
-    text = set_scalable_counts(
-        tosca, {"wn_vm": 3, "front": 1}, target="wn_vm", removal_lists={"wn_vm": ["4"]}
-    )
-    templates = yaml.safe_load(text)["topology_template"]["node_templates"]
-    assert templates["wn_vm"]["capabilities"]["scalable"]["properties"]["count"] == 3
-    assert templates["wn_vm"]["capabilities"]["scalable"]["properties"]["removal_list"] == ["4"]
-    # Absent from the counts: no VM exists for it, so its count is 0 (never resurrect removed VMs).
-    assert templates["wn_gpu_vm"]["capabilities"]["scalable"]["properties"]["count"] == 0
-    assert "scalable" not in templates["front"].get("capabilities", {})
-    with pytest.raises(RemoteError, match="no scalable node template 'nope'"):
-        set_scalable_counts(tosca, {}, target="nope")
+def test_node_names_follow_the_hostname_pattern() -> None:
     assert node_name_for("wn-gpu", "12") == "wn-gpu-12"

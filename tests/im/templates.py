@@ -53,3 +53,30 @@ topology_template:
     front_private_ip:
       value: {{ get_attribute: [ front, private_address, 0 ] }}
 """
+
+
+def two_group_tosca(tag: str, *, wa: int = 1, wb: int = 1) -> str:
+    """A front VM and two scalable worker nodes ``wa`` and ``wb`` (no interfaces: no contextualization)."""
+    compute = """      type: tosca.nodes.indigo.Compute
+      capabilities:{scalable}
+        host:
+          properties:
+            num_cpus: 1
+            mem_size: 1 GB
+        os:
+          properties:
+            type: linux
+"""
+    scalable = "\n        scalable:\n          properties:\n            count: {}"
+    return f"""tosca_definitions_version: tosca_simple_yaml_1_0
+imports:
+  - deployer_types: {types_file()}
+description: IM fault test cluster [deployer-id {tag}]
+metadata:
+  deployer_id: {tag}
+topology_template:
+  node_templates:
+    front:
+{compute.format(scalable="")}    wa:
+{compute.format(scalable=scalable.format(wa))}    wb:
+{compute.format(scalable=scalable.format(wb))}"""

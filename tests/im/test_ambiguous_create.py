@@ -1,144 +1,107 @@
-"""A create whose response is lost: the client must find its infrastructure, never make a second one."""
+"""A create whose answer is lost, or that lands late: exactly one infrastructure, always recorded."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
-import requests
 
 from deployer.adapters.im.client import IMClient
-from deployer.adapters.state.store import DeploymentStore
+from deployer.adapters.state.store import STATUS_SUBMITTING, DeploymentStore
+from deployer.errors import AuthError
+from deployer.lifecycle.deploy import submit
 from deployer.paths import resolve_paths
-from tests.im.templates import new_tag, small_tosca
+from tests.faults.proxy import Fault
+from tests.faults.scenarios import LONG_HOLD_S, WINDOW_S, Lab, fault_for
+from tests.im.conftest import eventually
+from tests.im.templates import two_group_tosca
 
 pytestmark = pytest.mark.im
 
-
-class DroppingProxy:
-    """A loopback HTTP proxy to the IM that loses the first ``drops`` creates.
-
-    ``forward_dropped``: the IM still receives a lost create (only its response is lost); otherwise
-    the request itself is lost on the way.
-    """
-
-    def __init__(self, upstream: str, drops: int = 1, *, forward_dropped: bool = True) -> None:
-        self.upstream = upstream
-        self.drops = drops
-        self.forward_dropped = forward_dropped
-        self.creates_forwarded = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # keep test output quiet
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                headers = {
-                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")
-                }
-                is_create = self.command == "POST" and self.path.startswith("/infrastructures?async")
-                lose = is_create and proxy.drops > 0
-                if lose:
-                    proxy.drops -= 1
-                if lose and not proxy.forward_dropped:
-                    self.close_connection = True  # lost on the way: the IM never sees it
-                    return
-                upstream = requests.request(
-                    self.command, proxy.upstream + self.path, data=body, headers=headers, timeout=30
-                )
-                if is_create:
-                    proxy.creates_forwarded += 1
-                if lose:
-                    self.close_connection = True  # the IM did the work; the client never hears of it
-                    return
-                self.send_response(upstream.status_code)
-                for key, value in upstream.headers.items():
-                    if key.lower() not in (
-                        "content-length",
-                        "transfer-encoding",
-                        "connection",
-                        "content-encoding",
-                    ):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(upstream.content)))
-                self.end_headers()
-                self.wfile.write(upstream.content)
-
-            do_GET = do_POST = do_DELETE = do_PUT = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> DroppingProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+CREATE = ("POST", r"^/infrastructures\?async")
 
 
-@pytest.fixture
-def proxy(local_im) -> Iterator[DroppingProxy]:
-    with DroppingProxy(local_im.url) as running:
-        yield running
+def _submit(lab: Lab, name: str):
+    tag = lab.tags[name]
+    with lab.client() as client:
+        return submit(
+            lab.store,
+            client,
+            name=name,
+            cloud="local",
+            tosca=two_group_tosca(tag),
+            tosca_redacted=two_group_tosca(tag),
+            deployment_tag=tag,
+            spec_hash="h",
+        )
 
 
-def test_client_recognises_its_infrastructure_by_tag(proxy, im_user, local_im):
-    tag = new_tag()
-    with IMClient(proxy.url, im_user.entries) as client:
-        inf_id = client.create(small_tosca(tag), deployment_tag=tag)
-    try:
-        assert proxy.creates_forwarded == 1, "not submitted a second time"
-        with IMClient(local_im.url, im_user.entries) as direct:
-            assert direct.list_ids() == [inf_id]
-            assert tag in direct.tosca(inf_id)
-    finally:
-        with IMClient(local_im.url, im_user.entries) as direct:
-            direct.destroy(inf_id)
+def _tagged(lab: Lab, name: str) -> list[str]:
+    with lab.direct() as im:
+        return [i for i in im.list_ids() if im.infrastructure_tag(i) == lab.tags[name]]
 
 
-def test_lost_request_is_submitted_again_once_the_im_confirms_absence(local_im, im_user):
-    pauses: list[float] = []
-    tag = new_tag()
-    with DroppingProxy(local_im.url, forward_dropped=False) as lossy:
-        with IMClient(lossy.url, im_user.entries, sleep=pauses.append) as client:
-            inf_id = client.create(small_tosca(tag), deployment_tag=tag)
-        assert lossy.creates_forwarded == 1
-    try:
-        assert pauses, "it looked for the infrastructure (with pauses) before submitting again"
-        with IMClient(local_im.url, im_user.entries) as direct:
-            assert direct.list_ids() == [inf_id]
-    finally:
-        with IMClient(local_im.url, im_user.entries) as direct:
-            direct.destroy(inf_id)
+def test_lost_answer_is_adopted_not_sent_again(lab):
+    lab.proxy.add(fault_for("reset_after", method=CREATE[0], path=CREATE[1]))
+    name = lab.new_name("lost-answer")
+    record = _submit(lab, name)
+    assert len(lab.proxy.requests(*CREATE)) == 1, "the template went out once"
+    assert _tagged(lab, name) == [record.infrastructure_id]
+    assert lab.store.get(name).status == "pending"
 
 
-def test_cli_create_through_a_lossy_link_records_exactly_one(cli, proxy, im_user, local_im):
+def test_lost_request_is_sent_again_only_once_it_can_no_longer_land(lab):
+    lab.proxy.add(fault_for("reset_before", method=CREATE[0], path=CREATE[1]))
+    name = lab.new_name("lost-request")
+    record = _submit(lab, name)
+    first, second = lab.proxy.requests(*CREATE)
+    assert not first.forwarded and second.forwarded
+    assert second.at - first.at >= WINDOW_S - 0.1, "no second POST inside the landing window"
+    assert _tagged(lab, name) == [record.infrastructure_id]
+
+
+def test_a_failed_lookup_keeps_the_record_while_the_im_may_hold_the_infrastructure(lab):
+    # The create lands but its answer is lost; then the lookup is refused (an expired token, say).
+    lab.proxy.add(fault_for("reset_after", method=CREATE[0], path=CREATE[1]))
+    lab.proxy.add(Fault("status", method="GET", path=r"^/infrastructures$", status=401, times=-1))
+    name = lab.new_name("auth-lookup")
+    with pytest.raises(AuthError, match="record is kept"):
+        _submit(lab, name)
+    record = lab.store.get(name)
+    assert record.status == STATUS_SUBMITTING and record.infrastructure_id is None
+    lab.proxy.clear()
+    assert _submit(lab, name).infrastructure_id == _tagged(lab, name)[0]  # the re-run adopts it
+
+
+def test_late_landing_duplicate_is_reported_by_list_and_destroyed_by_status(cli, lab, monkeypatch):
+    # The first create is held past the landing window: deployer sends a second one, then the first lands.
+    monkeypatch.setenv("DEPLOYER_IM_TIMEOUT", "2,2.5")
+    lab.proxy.add(fault_for("hold", method=CREATE[0], path=CREATE[1], late=True))
     created = cli.json(
         "create",
         "--cloud",
         "local",
         "--name",
-        "lossy",
+        "late",
         "--im-url",
-        proxy.url,
+        lab.proxy.url,
         "--auth-file",
-        str(im_user.auth_file),
+        str(cli.auth_file),
+        "--no-wait",
     )
-    assert created["state"] == "configured"
-    assert proxy.creates_forwarded == 1
-    with IMClient(local_im.url, im_user.entries) as direct:
-        ids = direct.list_ids()
-        assert ids == [created["infrastructure_id"]]
-        record = DeploymentStore(resolve_paths().state_db).get("lossy")
-        assert record.infrastructure_id == ids[0]
-        assert record.deployment_tag in direct.tosca(ids[0])
-    cli("destroy", "lossy", "--yes")
+    store = DeploymentStore(resolve_paths().state_db)
+    tag = store.get("late").deployment_tag
+    with IMClient(lab.im_url, lab.entries) as im:
+        eventually(
+            lambda: len([i for i in im.list_ids() if im.infrastructure_tag(i) == tag]),
+            2,
+            within=LONG_HOLD_S + 20,
+        )
+        rows = {row["infrastructure_id"]: row for row in cli.json("list")}
+        duplicate = next(i for i in rows if i != created["infrastructure_id"])
+        assert rows[duplicate]["drift"] == "duplicate of late"
+        status = cli("status", "late")
+        assert f"destroyed duplicate infrastructure {duplicate}" in status.stderr
+        eventually(
+            lambda: [i for i in im.list_ids() if im.infrastructure_tag(i) == tag],
+            [created["infrastructure_id"]],
+        )
+    cli("destroy", "late", "--yes")

@@ -124,7 +124,7 @@ def test_awkward_password_works_against_the_real_server(local_im):
     ]
     tag = new_tag()
     with IMClient(local_im.url, entries) as owner:
-        inf_id = owner.create(small_tosca(tag), deployment_tag=tag)
+        inf_id = owner.create(small_tosca(tag))
         try:
             wrong = [
                 AuthEntry("InfrastructureManager", None, {**entries[0].fields, "password": password[:-1]})

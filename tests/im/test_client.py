@@ -9,7 +9,7 @@ import pytest
 from deployer.adapters.im.auth import AuthEntry
 from deployer.adapters.im.client import IMClient
 from deployer.adapters.im.local_server import free_port
-from deployer.errors import AuthError, RemoteError, RemoteNotFound, TransientError
+from deployer.errors import AuthError, NotDelivered, RemoteError, RemoteNotFound, TransientError
 from deployer.lifecycle.deploy import follow
 from tests.im.conftest import eventually
 from tests.im.templates import new_tag, small_tosca
@@ -26,7 +26,7 @@ def client(local_im, im_user):
 def test_full_round_trip_of_one_infrastructure(client):
     assert client.version().startswith(("1.", "2."))
     tag = new_tag()
-    inf_id = client.create(small_tosca(tag, workers=1), deployment_tag=tag)
+    inf_id = client.create(small_tosca(tag, workers=1))
     try:
         assert client.list_ids() == [inf_id]
         final = follow(client, inf_id, timeout=30, poll_interval=0.2)
@@ -35,9 +35,7 @@ def test_full_round_trip_of_one_infrastructure(client):
         assert sorted(client.vm_ids(inf_id)) == ["0", "1"]
         assert tag in client.tosca(inf_id)
         assert "system front" in client.radl(inf_id)
-        assert client.find_by_tag(tag) == inf_id
-        assert client.find_by_tag(new_tag()) is None
-        assert client.find_by_tag(tag, skip_ids=[inf_id]) is None
+        assert client.infrastructure_tag(inf_id) == tag
         info = client.vm_info(inf_id, "0")
         assert info["id"] == "front"
         assert info["state"] == "configured"
@@ -53,19 +51,20 @@ def test_full_round_trip_of_one_infrastructure(client):
         client.state(inf_id)
 
 
-def test_update_adds_and_removes_chosen_vms(client):
+def test_add_vms_adds_only_the_system_asked_and_removals_name_their_vms(client):
     tag = new_tag()
-    inf_id = client.create(small_tosca(tag, workers=1), deployment_tag=tag)
+    inf_id = client.create(small_tosca(tag, workers=1))
     try:
         follow(client, inf_id, timeout=30, poll_interval=0.2)
-        added = client.update(inf_id, small_tosca(tag, workers=3))
+        added = client.add_vms(inf_id, "wn", 2)
         assert sorted(added) == ["2", "3"]
+        assert {client.vm_info(inf_id, vm)["id"] for vm in added} == {"wn"}
         follow(client, inf_id, timeout=30, poll_interval=0.2)
-        # Lower the count naming the VMs to drop: 1 and 3 go, 2 (the middle one) stays.
-        down = small_tosca(tag, workers=1).replace(
-            "count: 1", "count: 1\n            removal_list: ['1', '3']"
-        )
-        assert client.update(inf_id, down) == []
+        with pytest.raises(RemoteError, match="no system"):
+            client.add_vms(inf_id, "nope", 1)
+        assert client.state(inf_id).state == "configured"  # a refused add did not touch the IM
+        # Remove by name: 1 and 3 go, 2 (the middle one) stays.
+        client.remove_vms(inf_id, ["1", "3"])
         assert sorted(client.vm_ids(inf_id)) == ["0", "2"]
         client.remove_vms(inf_id, ["2"])
         client.remove_vms(inf_id, ["2"])  # repeating a removal is harmless
@@ -76,7 +75,7 @@ def test_update_adds_and_removes_chosen_vms(client):
 
 def test_stop_and_start(client):
     tag = new_tag()
-    inf_id = client.create(small_tosca(tag, workers=0), deployment_tag=tag)
+    inf_id = client.create(small_tosca(tag, workers=0))
     try:
         follow(client, inf_id, timeout=30, poll_interval=0.2)
         client.stop(inf_id)
@@ -104,7 +103,7 @@ def test_dry_run_estimates_without_creating(client):
 def test_refused_template_carries_the_ims_message(client):
     broken = small_tosca(new_tag()).replace("num_cpus: 1", "num_cpuz: 1", 1)
     with pytest.raises(RemoteError) as caught:
-        client.create(broken, deployment_tag=new_tag())
+        client.create(broken)
     message = str(caught.value)
     assert message.startswith("IM refused the template: ")
     assert 'template "front" contains unknown field "num_cpuz"' in message
@@ -122,7 +121,7 @@ def test_missing_im_line_names_the_line_to_add(local_im):
 
 def test_other_users_infrastructure_is_forbidden(client, local_im, tmp_path):
     tag = new_tag()
-    inf_id = client.create(small_tosca(tag), deployment_tag=tag)
+    inf_id = client.create(small_tosca(tag))
     try:
         intruder = local_im.new_user(tmp_path)
         with IMClient(local_im.url, intruder.entries) as other, pytest.raises(AuthError) as caught:
@@ -151,19 +150,17 @@ def test_safe_calls_retry_with_bounded_jittered_backoff():
     assert all(0 <= s <= 1.5 for s in sleeps)
 
 
-def test_create_is_not_retried_when_the_im_cannot_be_asked():
+def test_create_to_a_closed_port_is_known_not_delivered_and_sent_once():
     sleeps: list[float] = []
     im = IMClient(
         f"http://127.0.0.1:{free_port()}",
         [AuthEntry("InfrastructureManager", None, {"username": "u", "password": "secret-pw"})],
-        retries=1,
+        retries=3,
         sleep=sleeps.append,
     )
-    from deployer.adapters.im.client import CreateOutcomeUnknown
-
-    with pytest.raises(CreateOutcomeUnknown) as caught:
-        im.create(small_tosca("dpl-x"), deployment_tag="dpl-x")
-    assert "cannot tell whether" in str(caught.value)
+    with pytest.raises(NotDelivered, match="connection refused"):
+        im.create(small_tosca("dpl-x"))
+    assert sleeps == [], "a create is never retried by the client"
 
 
 def test_insecure_is_explicit_and_warns(caplog, local_im, im_user):

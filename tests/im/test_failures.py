@@ -144,7 +144,7 @@ def test_im_down_mid_follow_then_status_recovers(cli, im_user, local_im):
     with IMClient(local_im.url, im_user.entries) as check:
         check.state(inf_id)  # makes the IM load (deserialise) the stored infrastructure
         with pytest.raises(RemoteError, match="refused the template"):
-            check.create(broken, deployment_tag=new_tag())
+            check.create(broken)
     thread.join(timeout=60)
     client.close()
     assert not thread.is_alive()
@@ -175,7 +175,7 @@ def test_interrupted_submission_is_recovered_by_its_tag(cli, im_user, local_im):
     found_tag = new_tag()
     submitting("crashed", found_tag, age=0)
     with IMClient(local_im.url, im_user.entries) as client:
-        inf_id = client.create(small_tosca(found_tag), deployment_tag=found_tag)
+        inf_id = client.create(small_tosca(found_tag))
     assert cli.json("status", "crashed")["infrastructure_id"] == inf_id
     assert store.get("crashed").infrastructure_id == inf_id
     cli("destroy", "crashed", "--yes")
@@ -189,12 +189,14 @@ def test_interrupted_submission_is_recovered_by_its_tag(cli, im_user, local_im):
     assert store.find("never") is None
 
 
-def test_name_already_taken_is_refused_before_submitting(cli, im_user, local_im):
-    cli(*cli.create_args("taken", "--no-wait"))
-    again = cli(*cli.create_args("taken", "--no-wait"), code=1)
-    assert "already exists" in again.stderr
+def test_create_again_resumes_the_same_spec_and_refuses_another(cli, im_user, local_im):
+    first = cli.json(*cli.create_args("taken", "--no-wait"))
+    again = cli(*cli.create_args("taken", "--no-wait"))  # same spec: resumes, no second infrastructure
+    assert f"resuming infrastructure {first['infrastructure_id']}" in again.stderr
+    other = cli(*cli.create_args("taken", "--no-wait", "--workers", "3"), code=1)
+    assert "already exists with another spec" in other.stderr
     with IMClient(local_im.url, im_user.entries) as client:
-        assert len(client.list_ids()) == 1
+        assert client.list_ids() == [first["infrastructure_id"]]
     cli("destroy", "taken", "--yes")
 
 

@@ -71,7 +71,7 @@ def test_list_flags_drift_both_ways(cli, im_user, local_im):
     with IMClient(local_im.url, im_user.entries) as client:
         inf_id = DeploymentStore(resolve_paths().state_db).get("drifty").infrastructure_id
         tag = new_tag()
-        stranger = client.create(small_tosca(tag), deployment_tag=tag)
+        stranger = client.create(small_tosca(tag))
         try:
             rows = {row["infrastructure_id"]: row for row in cli.json("list")}
             assert rows[inf_id]["name"] == "drifty" and rows[inf_id]["drift"] is None

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.im
 def test_public_ip_request_stays_configured_past_the_timeout(local_im, im_user):
     tag = new_tag()
     with IMClient(local_im.url, im_user.entries) as client:
-        inf_id = client.create(small_tosca(tag, public_front=True), deployment_tag=tag)
+        inf_id = client.create(small_tosca(tag, public_front=True))
         try:
             follow(client, inf_id, timeout=30, poll_interval=0.2)
             # The IM re-checks every second (launcher setting); give it the timeout plus two checks.

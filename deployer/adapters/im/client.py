@@ -2,16 +2,20 @@
 
 Called by the life-cycle use cases (``deployer.lifecycle``) and the IM power manager. Every call has a
 timeout. Only calls that are safe to repeat (GETs, DELETEs, dry runs) are retried, with jittered
-exponential backoff. A create is never repeated blindly: after an ambiguous failure (timeout, dropped
-connection) the client lists the infrastructures and recognises ours by the deployment tag embedded in
-its TOSCA before deciding anything. IM errors become ``deployer.errors`` types carrying the IM's own
-message. TLS is verified unless the caller explicitly asks for ``verify=False``.
+exponential backoff. Calls that change something (create, add VMs, reconfigure) are sent once: a failure
+after the request may have left is ``TransientError`` (ambiguous), one before it left is ``NotDelivered``,
+and deciding what to do next is the life cycle's job (``deployer.lifecycle.deploy``), which knows the
+deployment's tag. Every answer is checked: an HTML page from a gateway, a body that is not JSON, a
+truncated body or JSON of an unexpected shape becomes one line naming the IM URL and the status, never a
+traceback. TLS is verified unless the caller explicitly asks for ``verify=False``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,10 +26,12 @@ import requests
 from deployer.adapters.im.auth import AuthEntry, auth_header
 from deployer.errors import (
     AuthError,
+    NotDelivered,
     RemoteConflict,
     RemoteError,
     RemoteNotFound,
     TransientError,
+    UserError,
 )
 from deployer.logs import redact, register_secret
 
@@ -33,17 +39,40 @@ log = logging.getLogger(__name__)
 
 IM_AUTH_TYPE = "InfrastructureManager"
 # (connect, read) seconds. Async creates and state reads answer quickly; a synchronous
-# removal or reconfigure may take longer on a busy IM.
+# removal or reconfigure may take longer on a busy IM. DEPLOYER_IM_TIMEOUT="CONNECT,READ" overrides it.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 60.0)
+TIMEOUT_ENV = "DEPLOYER_IM_TIMEOUT"
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
-# After an ambiguous create, how often (and how far apart) to look for the infrastructure before
-# resubmitting: the IM may still be parsing the template when our connection broke.
-_LOOKUPS_AFTER_AMBIGUOUS = 4
-_LOOKUP_PAUSE_S = 1.5
+# The tag deployer embeds in every template it renders (metadata ``deployer_id``; RADL: the description).
+_TAG_PATTERNS = (
+    re.compile(r"^\s*deployer_id:\s*['\"]?([A-Za-z0-9_.-]+)", re.MULTILINE),
+    re.compile(r"\[deployer-id ([A-Za-z0-9_.-]+)\]"),
+)
 
 
-class CreateOutcomeUnknown(TransientError):
-    """A create request may or may not have produced an infrastructure, and the IM cannot be asked."""
+def configured_timeout() -> tuple[float, float]:
+    """The (connect, read) timeout for IM calls: ``DEPLOYER_IM_TIMEOUT`` or the default."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        connect, read = (float(part) for part in raw.split(","))
+    except ValueError:
+        raise UserError(
+            f"{TIMEOUT_ENV}={raw!r} is not 'CONNECT,READ' in seconds (for example '5,60')"
+        ) from None
+    if connect <= 0 or read <= 0:
+        raise UserError(f"{TIMEOUT_ENV}: both timeouts must be positive seconds (for example '5,60')")
+    return connect, read
+
+
+def tag_in(text: str) -> str | None:
+    """The deployment tag a template (TOSCA or RADL) carries, if any."""
+    for pattern in _TAG_PATTERNS:
+        found = pattern.search(text)
+        if found:
+            return found.group(1)
+    return None
 
 
 @dataclass(frozen=True)
@@ -67,7 +96,7 @@ class IMClient:
         entries: Iterable[AuthEntry],
         *,
         verify: bool | str = True,
-        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        timeout: tuple[float, float] | None = None,
         retries: int = 4,
         backoff_base: float = 0.25,
         backoff_cap: float = 4.0,
@@ -83,7 +112,7 @@ class IMClient:
                 "TLS verification is OFF for %s (--insecure): anyone on the path can read credentials", url
             )
         self._verify = verify
-        self._timeout = timeout
+        self._timeout = timeout or configured_timeout()
         self._retries = retries
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
@@ -91,6 +120,11 @@ class IMClient:
         self._session = requests.Session()
         self._session.headers["Authorization"] = auth_header(self.entries)
         self._session.headers["Accept"] = "application/json"
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds after which a call is given up: a request still queued somewhere may land later."""
+        return self._timeout[1]
 
     def close(self) -> None:
         self._session.close()
@@ -106,7 +140,11 @@ class IMClient:
     def _send(
         self, method: str, path: str, *, what: str, template: bool = False, **kwargs: Any
     ) -> requests.Response:
-        """One HTTP exchange, with errors mapped. No retry here. ``template``: the body is a TOSCA."""
+        """One HTTP exchange, with errors mapped. No retry here. ``template``: the body is a TOSCA.
+
+        ``NotDelivered`` when the request surely never left (refused, connect timeout); any other failure
+        after it may have left is a plain ``TransientError``: the IM may have acted on it.
+        """
         kwargs.setdefault("timeout", self._timeout)
         try:
             response = self._session.request(method, self.url + path, verify=self._verify, **kwargs)
@@ -115,10 +153,9 @@ class IMClient:
                 f"TLS verification of {self.url} failed ({err.__class__.__name__}); fix the certificate "
                 "or pass --insecure if you trust the network"
             ) from None
-        except (requests.ConnectionError, requests.Timeout) as err:
-            raise TransientError(
-                f"cannot {what}: the IM at {self.url} did not answer ({_reason(err)})"
-            ) from err
+        except requests.RequestException as err:
+            kind = NotDelivered if _not_sent(err) else TransientError
+            raise kind(f"cannot {what}: the IM at {self.url} did not answer ({_reason(err)})") from err
         if response.status_code >= 400:
             raise self._error(response, what, template=template)
         return response
@@ -139,6 +176,15 @@ class IMClient:
 
     def _error(self, response: requests.Response, what: str, *, template: bool) -> RemoteError:
         status = response.status_code
+        if _is_html(response):
+            # A gateway (proxy, load balancer) answered for the IM: its page says nothing useful.
+            title = _html_title(response.text) or response.reason or "no title"
+            error_type = TransientError if status in _TRANSIENT_STATUS else RemoteError
+            return error_type(
+                f"cannot {what}: {self.url} answered {status} with an HTML page ({title!r}), not the IM's "
+                "JSON: the IM or a gateway in front of it is failing; try again later",
+                status=status,
+            )
         message = redact(_im_message(response))
         if status == 400 and template:
             return RemoteError(f"IM refused the template: {message}", status=400)
@@ -157,8 +203,10 @@ class IMClient:
         if status == 409:
             return RemoteConflict(f"cannot {what}: wrong state for that (409: {message})", status=409)
         if status in _TRANSIENT_STATUS:
-            return TransientError(f"cannot {what}: IM error {status}: {message}", status=status)
-        return RemoteError(f"cannot {what}: IM error {status}: {message}", status=status)
+            return TransientError(
+                f"cannot {what}: the IM at {self.url} answered {status}: {message}", status=status
+            )
+        return RemoteError(f"cannot {what}: the IM at {self.url} answered {status}: {message}", status=status)
 
     def _im_line_hint(self) -> str:
         im_lines = [e for e in self.entries if e.type == IM_AUTH_TYPE]
@@ -169,13 +217,38 @@ class IMClient:
             )
         return f"its 'type = {IM_AUTH_TYPE}' line was rejected; check the username/password or token"
 
+    # An unreadable answer is transient: the request was served (a change took effect), only the answer
+    # is lost, so a change must be treated as ambiguous and a read may simply be asked again.
     def _json(self, response: requests.Response, what: str) -> Any:
         try:
             return response.json()
         except ValueError:
-            raise RemoteError(
-                f"cannot {what}: the IM answered with non-JSON: {response.text[:200]!r}"
+            kind = response.headers.get("Content-Type", "no content type")
+            raise TransientError(
+                f"cannot {what}: the IM at {self.url} answered {response.status_code} with a body that is "
+                f"not JSON ({kind}, {len(response.content)} bytes): a gateway or a cut-off answer; try again"
             ) from None
+
+    def _shape_error(self, what: str, expected: str) -> TransientError:
+        return TransientError(
+            f"cannot {what}: the IM at {self.url} answered 200 with JSON of an unexpected shape (expected "
+            f"{expected}); is {self.url} an IM REST endpoint?"
+        )
+
+    def _object(self, response: requests.Response, what: str) -> dict[str, Any]:
+        data = self._json(response, what)
+        if not isinstance(data, dict):
+            raise self._shape_error(what, "an object")
+        return data
+
+    def _uris(self, response: requests.Response, what: str) -> list[str]:
+        """The ids at the end of a ``{"uri-list": [{"uri": ...}]}`` answer."""
+        items = self._object(response, what).get("uri-list") or []
+        if not isinstance(items, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("uri"), str) for item in items
+        ):
+            raise self._shape_error(what, '{"uri-list": [{"uri": "..."}]}')
+        return [infrastructure_id_from_uri(item["uri"]) for item in items]
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -184,25 +257,34 @@ class IMClient:
 
     def list_ids(self) -> list[str]:
         """Ids of every infrastructure this user owns on the IM."""
-        data = self._json(self._request("GET", "/infrastructures", what="list infrastructures"), "list")
-        return [infrastructure_id_from_uri(item["uri"]) for item in data.get("uri-list") or []]
+        what = "list infrastructures"
+        return self._uris(self._request("GET", "/infrastructures", what=what), what)
 
     def state(self, inf_id: str) -> InfraState:
         what = f"read the state of infrastructure {inf_id}"
-        data = self._json(self._request("GET", f"/infrastructures/{inf_id}/state", what=what), what)
-        body = data.get("state") or {}
-        vm_states = {str(k): str(v) for k, v in (body.get("vm_states") or {}).items()}
-        return InfraState(state=str(body.get("state", "unknown")), vm_states=vm_states)
+        body = self._object(self._request("GET", f"/infrastructures/{inf_id}/state", what=what), what).get(
+            "state"
+        )
+        vm_states = body.get("vm_states") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(vm_states or {}, dict):
+            raise self._shape_error(what, '{"state": {"state": ..., "vm_states": {...}}}')
+        return InfraState(
+            state=str(body.get("state", "unknown")),
+            vm_states={str(k): str(v) for k, v in (vm_states or {}).items()},
+        )
 
     def vm_ids(self, inf_id: str) -> list[str]:
         what = f"list the VMs of infrastructure {inf_id}"
-        data = self._json(self._request("GET", f"/infrastructures/{inf_id}", what=what), what)
-        return [infrastructure_id_from_uri(item["uri"]) for item in data.get("uri-list") or []]
+        return self._uris(self._request("GET", f"/infrastructures/{inf_id}", what=what), what)
 
     def outputs(self, inf_id: str) -> dict[str, Any]:
         what = f"read the outputs of infrastructure {inf_id}"
-        data = self._json(self._request("GET", f"/infrastructures/{inf_id}/outputs", what=what), what)
-        return dict(data.get("outputs") or {})
+        values = self._object(
+            self._request("GET", f"/infrastructures/{inf_id}/outputs", what=what), what
+        ).get("outputs")
+        if not isinstance(values or {}, dict):
+            raise self._shape_error(what, '{"outputs": {...}}')
+        return dict(values or {})
 
     def contmsg(self, inf_id: str, vm_id: str | None = None) -> str:
         """The contextualization log of the infrastructure, or of one VM."""
@@ -229,6 +311,8 @@ class IMClient:
         what = f"read VM {vm_id} of infrastructure {inf_id}"
         data = self._json(self._request("GET", f"/infrastructures/{inf_id}/vms/{vm_id}", what=what), what)
         items = data.get("radl", []) if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise self._shape_error(what, '{"radl": [{"class": "system", ...}]}')
         for item in items:
             if isinstance(item, dict) and item.get("class") == "system":
                 return item
@@ -251,113 +335,71 @@ class IMClient:
 
     # ---- writes ----------------------------------------------------------------------------
 
-    def create(self, tosca: str, *, deployment_tag: str, skip_ids: Iterable[str] = ()) -> str:
-        """Submit a TOSCA template asynchronously; returns the new infrastructure id.
+    def create(self, tosca: str) -> str:
+        """Submit a TOSCA template asynchronously, ONCE; returns the new infrastructure id.
 
-        On an ambiguous failure the IM may or may not have created it: look for ``deployment_tag``
-        among the user's infrastructures (ignoring ``skip_ids``, known to be other deployments) and
-        submit once more only when the IM confirms it is absent. ``CreateOutcomeUnknown`` when the IM
-        cannot even be asked.
+        Never repeated here: after a ``TransientError`` the IM may still create it (the request can land
+        late), so only the caller, which knows the deployment's tag, may decide to send it again.
         """
         what = "create the infrastructure"
-        for attempt in (1, 2):
-            try:
-                response = self._send(
-                    "POST",
-                    "/infrastructures",
-                    what=what,
-                    params={"async": "true"},
-                    data=tosca.encode(),
-                    headers={"Content-Type": "text/yaml"},
-                    template=True,
-                )
-            except TransientError as err:
-                if err.status is not None and err.status not in (502, 504):
-                    raise  # the IM itself answered with an error: nothing was created
-                log.warning("%s; looking for the infrastructure by its deployment tag", err)
-                found = self._locate_after_ambiguity(deployment_tag, skip_ids, err)
-                if found is not None:
-                    return found
-                if attempt == 2:
-                    raise TransientError(
-                        f"{err}; the IM has no infrastructure with tag {deployment_tag}, so nothing was "
-                        "created. Run the command again when the IM is healthy"
-                    ) from None
-                log.warning("the IM has no infrastructure with tag %s: submitting once more", deployment_tag)
-                continue
-            return self._created_id(response, what)
-        raise AssertionError("unreachable")
-
-    def _created_id(self, response: requests.Response, what: str) -> str:
-        header_id = response.headers.get("InfID")
-        if header_id:
-            return header_id
-        return infrastructure_id_from_uri(self._json(response, what)["uri"])
-
-    def _locate_after_ambiguity(
-        self, deployment_tag: str, skip_ids: Iterable[str], cause: TransientError
-    ) -> str | None:
-        """Look for the tag a few times, seconds apart (the IM may still be registering it).
-
-        None only when the IM answered and has no such infrastructure.
-        """
-        answered = False
-        found: str | None = None
-        last_error: TransientError = cause
-        for lookup in range(_LOOKUPS_AFTER_AMBIGUOUS):
-            if lookup:
-                self._sleep(_LOOKUP_PAUSE_S)
-            try:
-                found = self.find_by_tag(deployment_tag, skip_ids=skip_ids)
-                answered = True
-            except TransientError as err:
-                last_error = err
-            if found is not None:
-                break
-        if found is None and not answered:
-            raise CreateOutcomeUnknown(
-                f"{last_error}; cannot tell whether the IM created the infrastructure (deployment tag "
-                f"{deployment_tag})"
-            )
-        return found
-
-    def find_by_tag(self, deployment_tag: str, *, skip_ids: Iterable[str] = ()) -> str | None:
-        """The id of the user's infrastructure whose template carries ``deployment_tag``, if any."""
-        skip = set(skip_ids)
-        for inf_id in self.list_ids():
-            if inf_id in skip:
-                continue
-            try:
-                text = self.tosca(inf_id)
-            except RemoteNotFound:
-                continue
-            except RemoteError:  # created from RADL: the tag rides in the RADL description
-                try:
-                    text = self.radl(inf_id)
-                except RemoteNotFound:
-                    continue
-            if deployment_tag in text:
-                return inf_id
-        return None
-
-    def update(self, inf_id: str, tosca: str) -> list[str]:
-        """POST a modified TOSCA (new ``count``, ``removal_list``): returns the ids of VMs added.
-
-        Not retried: a repeated scale-up would add VMs twice. The caller re-reads the state instead.
-        """
-        what = f"modify infrastructure {inf_id}"
         response = self._send(
             "POST",
-            f"/infrastructures/{inf_id}",
+            "/infrastructures",
             what=what,
+            params={"async": "true"},
             data=tosca.encode(),
             headers={"Content-Type": "text/yaml"},
             template=True,
         )
-        if not response.content.strip():
+        header_id = response.headers.get("InfID")
+        if header_id:
+            return header_id
+        uri = self._object(response, what).get("uri")
+        if not isinstance(uri, str):
+            raise self._shape_error(what, '{"uri": ".../infrastructures/<id>"}')
+        return infrastructure_id_from_uri(uri)
+
+    def infrastructure_tag(self, inf_id: str) -> str | None:
+        """The deployment tag in the template of ``inf_id`` (None: not one of deployer's).
+
+        ``RemoteNotFound`` when it is gone. Infrastructures created from RADL have no TOSCA: their RADL
+        description carries the tag.
+        """
+        try:
+            text = self.tosca(inf_id)
+        except (RemoteNotFound, TransientError):
+            raise
+        except RemoteError:
+            text = self.radl(inf_id)
+        return tag_in(text)
+
+    def add_vms(self, inf_id: str, system: str, count: int) -> list[str]:
+        """Add ``count`` VMs of one RADL system (TOSCA node) and nothing else: returns their ids.
+
+        A relative operation (RADL ``deploy system count`` that refers to the stored definitions), so two
+        overlapping scales of different groups cannot undo each other, as posting a whole TOSCA with
+        absolute counts would. Sent once: a ``TransientError`` means the outcome is unknown.
+        """
+        if count <= 0:
             return []
-        data = self._json(response, what)
-        return [infrastructure_id_from_uri(item["uri"]) for item in data.get("uri-list") or []]
+        radl = self.radl(inf_id)
+        if not re.search(rf"^system {re.escape(system)}\b", radl, re.MULTILINE):
+            raise RemoteError(f"infrastructure {inf_id} has no system (TOSCA node) {system!r} to add VMs to")
+        deploy = re.search(rf"^deploy {re.escape(system)} \d+(?: (\S+))?\s*$", radl, re.MULTILINE)
+        cloud = f" {deploy.group(1)}" if deploy and deploy.group(1) else ""
+        # References (a name with no body) make the IM use its stored definitions of the networks and the
+        # system; the system's network interfaces name the networks, so each is referenced too.
+        networks = "".join(f"network {name}\n" for name in re.findall(r"^network (\S+)", radl, re.MULTILINE))
+        body = f"{networks}system {system}\ndeploy {system} {count}{cloud}\n"
+        what = f"add {count} VM(s) of {system} to infrastructure {inf_id}"
+        response = self._send(
+            "POST",
+            f"/infrastructures/{inf_id}",
+            what=what,
+            data=body.encode(),
+            headers={"Content-Type": "text/plain"},
+        )
+        return self._uris(response, what) if response.content.strip() else []
 
     def remove_vms(self, inf_id: str, vm_ids: Iterable[str]) -> None:
         """Remove VMs by IM id. Repeating is safe: a VM already gone is not an error."""
@@ -414,9 +456,28 @@ class IMClient:
         return dict(self._json(response, what))
 
 
+def _not_sent(err: requests.RequestException) -> bool:
+    """True when the request surely never reached the server."""
+    if isinstance(err, requests.ConnectTimeout):
+        return True
+    return isinstance(err, requests.ConnectionError) and "Connection refused" in str(err)
+
+
+def _is_html(response: requests.Response) -> bool:
+    kind = response.headers.get("Content-Type", "")
+    return "html" in kind or response.text.lstrip()[:15].lower().startswith(("<!doctype html", "<html"))
+
+
+def _html_title(text: str) -> str:
+    found = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    return " ".join(found.group(1).split())[:80] if found else ""
+
+
 def _reason(err: Exception) -> str:
     if isinstance(err, requests.Timeout):
         return "timed out"
+    if isinstance(err, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        return "the answer was cut off"
     text = str(err)
     for marker in ("Connection refused", "RemoteDisconnected", "Connection reset", "Connection aborted"):
         if marker in text:

@@ -1,16 +1,14 @@
 """IM power manager: cloud worker VMs created and destroyed through the Infrastructure Manager.
 
-Called by the daemon actuator for cloud groups. One scale-up of a group is ONE ``POST /infrastructures/<id>``
-with that group's TOSCA ``count`` raised by n (the IM answers with the new VM ids); a scale-down is one POST
-with the count lowered and the VMs named in ``removal_list``.
+Called by the daemon actuator for cloud groups. One scale-up of a group is ONE relative add of n VMs of that
+group's system (``IMClient.add_vms``; the IM answers with the new VM ids); a scale-down removes the VMs by id.
+Neither carries a count for any other group, so a scale of one group can never undo a concurrent change to
+another (by the CLI, another daemon, or a user in the IM's dashboard).
 
 Node names: the rendered TOSCA gives each worker the hostname ``<group>-#N#`` (``deployer.core.render.
 WORKER_HOSTNAME``), and the IM replaces ``#N#`` with the VM's IM id, so the kubelet registers as
 ``<group>-<vm id>``. New VMs are named through that pattern; existing ones by the ``dns_name`` the IM
 reports for them (falling back to the pattern), so a node name always leads back to its VM id.
-
-The template we post is the IM's own stored TOSCA with every scalable node's count set to the number of VMs
-that really exist for it, so VMs removed behind our back are never resurrected by a scale of another group.
 """
 
 from __future__ import annotations
@@ -19,13 +17,10 @@ import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-import yaml
-
 from deployer.adapters.im.client import IMClient
 from deployer.adapters.power.port import PoweredOn
 from deployer.core.elasticity.model import NodeGroup
 from deployer.core.render import WORKER_HOSTNAME, node_id
-from deployer.errors import RemoteError
 
 log = logging.getLogger(__name__)
 
@@ -33,35 +28,6 @@ log = logging.getLogger(__name__)
 def node_name_for(group: str, vm_id: str, pattern: str = WORKER_HOSTNAME) -> str:
     """The Kubernetes node name of IM VM ``vm_id`` of ``group`` (``wn`` + ``3`` → ``wn-3``)."""
     return pattern.format(group=group).replace("#N#", vm_id)
-
-
-def set_scalable_counts(
-    tosca: str,
-    counts: Mapping[str, int],
-    *,
-    target: str,
-    removal_lists: Mapping[str, Sequence[str]] | None = None,
-) -> str:
-    """``tosca`` with the ``scalable.count`` of EVERY scalable node template set from ``counts`` (absent: 0),
-    and the given removal lists. Node templates without a scalable capability (the front end) are untouched;
-    ``target``, the template being scaled, must be scalable."""
-    document = yaml.safe_load(tosca)
-    templates = (document.get("topology_template") or {}).get("node_templates") or {}
-    scalable = {
-        name: template["capabilities"]["scalable"].setdefault("properties", {})
-        for name, template in templates.items()
-        if isinstance(template, dict) and "scalable" in (template.get("capabilities") or {})
-    }
-    if target not in scalable:
-        raise RemoteError(f"the infrastructure's TOSCA has no scalable node template '{target}'")
-    for name, properties in scalable.items():
-        properties["count"] = counts.get(name, 0)
-        removal = (removal_lists or {}).get(name)
-        # The IM merges what we post into its stored TOSCA list element by element, so entries of an older,
-        # longer removal_list may trail ours; it reads only the first (current - count) ids, which are ours.
-        if removal:
-            properties["removal_list"] = [str(vm_id) for vm_id in removal]  # the type says list of string
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
 
 
 class IMPowerManager:
@@ -89,12 +55,7 @@ class IMPowerManager:
     def power_on(self, group: NodeGroup, count: int, *, busy: Collection[str] = ()) -> list[PoweredOn]:
         if count <= 0:
             return []
-        client = self._client_for()
-        counts = self._counts(client)
-        system = node_id(group.name)
-        counts[system] = counts.get(system, 0) + count
-        tosca = set_scalable_counts(client.tosca(self._inf_id), counts, target=system)
-        new_ids = client.update(self._inf_id, tosca)
+        new_ids = self._client_for().add_vms(self._inf_id, node_id(group.name), count)
         log.info("IM added %d VM(s) to group %s: %s", len(new_ids), group.name, ", ".join(new_ids))
         return [PoweredOn(node_name_for(group.name, vm_id, self._pattern), vm_id) for vm_id in new_ids]
 
@@ -109,13 +70,7 @@ class IMPowerManager:
             )
         if not ids:
             return
-        counts = self._counts(client)
-        system = node_id(group.name)
-        counts[system] = counts.get(system, 0) - len(ids)
-        tosca = set_scalable_counts(
-            client.tosca(self._inf_id), counts, target=system, removal_lists={system: ids}
-        )
-        client.update(self._inf_id, tosca)
+        client.remove_vms(self._inf_id, ids)
         for vm_id in ids:
             self._vm_cache.pop(vm_id, None)
         log.info("IM removed VM(s) %s of group %s", ", ".join(ids), group.name)
@@ -146,12 +101,6 @@ class IMPowerManager:
                 info = client.vm_info(self._inf_id, vm_id)
                 self._vm_cache[vm_id] = (str(info.get("id", "")), _hostname(info))
         return {vm_id: self._vm_cache[vm_id] for vm_id in live}
-
-    def _counts(self, client: IMClient) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for system, _ in self._vms(client).values():
-            counts[system] = counts.get(system, 0) + 1
-        return counts
 
 
 def _hostname(info: Mapping[str, Any]) -> str | None:

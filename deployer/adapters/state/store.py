@@ -40,6 +40,21 @@ CREATE TABLE IF NOT EXISTS deployments (
     updated_at REAL NOT NULL
 )
 """
+# Columns added after the first release: (name, SQL definition), added to older databases on open.
+_ADDED_COLUMNS = (
+    ("landing_deadline", "REAL NOT NULL DEFAULT 0"),
+    ("pending_change", "TEXT"),
+)
+# Which deployment tag each infrastructure of an IM carries ('' for none): an infrastructure's template
+# keeps its tag for life, so each is read from the IM once, however often deployer looks for duplicates.
+_TAGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS infrastructure_tags (
+    im_url TEXT NOT NULL,
+    infrastructure_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (im_url, infrastructure_id)
+)
+"""
 
 # Status of a row whose create request went out but whose infrastructure id is not known yet.
 STATUS_SUBMITTING = "submitting"
@@ -65,6 +80,11 @@ class DeploymentRecord:
     simulated: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
+    # Until then a create request sent for this record may still land in the IM (it was not answered):
+    # the record may not be dropped, nor the template sent again, before it.
+    landing_deadline: float = 0.0
+    # A change sent to the IM that was not answered (JSON: what, and until when it may still land).
+    pending_change: str | None = None
 
     @property
     def dummy_vms(self) -> bool:
@@ -75,7 +95,17 @@ class DeploymentRecord:
 
 _COLUMNS = tuple(f.name for f in fields(DeploymentRecord))
 _INSERT = f"INSERT INTO deployments ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"  # noqa: S608
-_MUTABLE = frozenset({"im_url", "infrastructure_id", "spec_hash", "tosca_redacted", "status"})
+_MUTABLE = frozenset(
+    {
+        "im_url",
+        "infrastructure_id",
+        "spec_hash",
+        "tosca_redacted",
+        "status",
+        "landing_deadline",
+        "pending_change",
+    }
+)
 
 
 class DeploymentStore:
@@ -85,6 +115,11 @@ class DeploymentStore:
         self._path = path
         with self._write() as conn:
             conn.execute(_SCHEMA)
+            conn.execute(_TAGS_SCHEMA)
+            present = {row["name"] for row in conn.execute("PRAGMA table_info(deployments)")}
+            for column, definition in _ADDED_COLUMNS:
+                if column not in present:
+                    conn.execute(f"ALTER TABLE deployments ADD COLUMN {column} {definition}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -122,7 +157,9 @@ class DeploymentStore:
             ) from None
         return row
 
-    def update(self, name: str, *, now: float | None = None, **changes: str | None) -> DeploymentRecord:
+    def update(
+        self, name: str, *, now: float | None = None, **changes: str | float | None
+    ) -> DeploymentRecord:
         """Change some columns of one deployment (status, infrastructure_id, ...)."""
         unknown = set(changes) - _MUTABLE
         if unknown:
@@ -158,6 +195,28 @@ class DeploymentStore:
     def all(self) -> list[DeploymentRecord]:
         rows = self._read(f"SELECT {', '.join(_COLUMNS)} FROM deployments ORDER BY created_at, name")  # noqa: S608
         return [_record(row) for row in rows]
+
+    def known_tags(self, im_url: str) -> dict[str, str]:
+        """Infrastructure id -> tag ('' for none) as last read from ``im_url``."""
+        rows = self._read(
+            "SELECT infrastructure_id, tag FROM infrastructure_tags WHERE im_url = ?", (im_url,)
+        )
+        return {row["infrastructure_id"]: row["tag"] for row in rows}
+
+    def remember_tags(self, im_url: str, tags: dict[str, str], *, live: set[str]) -> None:
+        """Record newly read tags and forget infrastructures the IM no longer lists."""
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO infrastructure_tags VALUES (?, ?, ?)",
+                [(im_url, inf_id, tag) for inf_id, tag in tags.items()],
+            )
+            known = conn.execute(
+                "SELECT infrastructure_id FROM infrastructure_tags WHERE im_url = ?", (im_url,)
+            ).fetchall()
+            conn.executemany(
+                "DELETE FROM infrastructure_tags WHERE im_url = ? AND infrastructure_id = ?",
+                [(im_url, row[0]) for row in known if row[0] not in live],
+            )
 
 
 def _record(row: sqlite3.Row) -> DeploymentRecord:
