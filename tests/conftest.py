@@ -7,9 +7,9 @@ import os
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from tests.fixtures.fault_lab import *  # noqa: F403
 from tests.fixtures.im_server import *  # noqa: F403
 from tests.fixtures.kube_api import *  # noqa: F403
-from tests.fixtures.fault_lab import *  # noqa: F403
 from tests.fixtures.netns import *  # noqa: F403
 
 # CI replays the same examples every run (a red CI must be reproducible); local runs explore new ones.
