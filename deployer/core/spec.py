@@ -102,6 +102,12 @@ class Oscar(_Strict):
         "once the cluster is configured; see `deployer oscar apply`",
     )
 
+    @model_validator(mode="after")
+    def _fdl_needs_oscar(self) -> Oscar:
+        if self.fdl_files and not self.enabled:
+            raise _FieldError("fdl_files", "needs oscar.enabled: true (the services run on OSCAR)")
+        return self
+
 
 class Elasticity(_Strict):
     enabled: bool = True

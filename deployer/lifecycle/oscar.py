@@ -20,7 +20,7 @@ from typing import Any
 from deployer.adapters.oscar.client import Credentials, OscarClient
 from deployer.core.fdl import Fdl, FdlService, parse_fdl, secret_values, service_payload
 from deployer.core.spec import ClusterSpec, read_yaml_file
-from deployer.errors import TimeoutExpired, TransientError, UserError
+from deployer.errors import DeployerError, TimeoutExpired, TransientError, UserError
 from deployer.logs import register_secret
 from deployer.paths import Paths
 
@@ -217,3 +217,31 @@ def apply_spec_fdls(
         for item in loaded:
             applied += apply_services(client, item.payloads(_cluster_choice(item, cluster)))
     return applied
+
+
+def apply_after_create(
+    paths: Paths,
+    cluster: str,
+    outputs: Mapping[str, Any],
+    loaded: Sequence[LoadedFdl],
+    *,
+    simulated: bool,
+    notify: Callable[[str], None],
+) -> list[Applied]:
+    """The hook at the end of ``deployer create``: apply ``loaded`` (from ``load_spec_fdls``) to the new
+    cluster. Simulated VMs have no OSCAR to dial, so their FDLs stay validated only."""
+    if not loaded:
+        return []
+    files = ", ".join(str(item.source) for item in loaded)
+    if simulated:
+        notify(f"{cluster}: simulated VMs run no OSCAR; {files} validated but not applied")
+        return []
+    target = OscarTarget(
+        endpoint_from_outputs(cluster, outputs, simulated=False), stored_credentials(paths, cluster)
+    )
+    try:
+        return apply_spec_fdls(target, cluster, loaded)
+    except DeployerError as err:
+        hint = f"the cluster is configured: apply later with `deployer oscar apply FDL --cluster {cluster}`"
+        err.args = (f"{err}; {hint}",)
+        raise

@@ -14,6 +14,7 @@ for ``/job``). Passwords and tokens are registered with the log redactor and nev
 
 from __future__ import annotations
 
+import base64
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -87,7 +88,9 @@ class OscarClient:
         if credentials.token:
             self._session.headers["Authorization"] = f"Bearer {credentials.token}"
         elif credentials.user and credentials.password is not None:
-            self._session.auth = (credentials.user, credentials.password)
+            # A header rather than ``session.auth``, which would override the Bearer of /run and /job.
+            pair = f"{credentials.user}:{credentials.password}".encode()
+            self._session.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
 
     def close(self) -> None:
         self._session.close()
