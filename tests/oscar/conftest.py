@@ -25,7 +25,8 @@ class OscarCLI:
         return ["--endpoint", self.fake.url, "--password-env", "OSCAR_PASSWORD"]
 
     def __call__(self, *args: str, code: int = 0, target: bool = True) -> Any:
-        argv = ["oscar", *args, *(self.target if target else [])]
+        root = [a for a in args if a == "-vv"]  # a root option: debug logging must not reveal secrets
+        argv = [*root, "oscar", *(a for a in args if a != "-vv"), *(self.target if target else [])]
         result = self.runner.invoke(app, argv, catch_exceptions=False)
         assert result.exit_code == code, (
             f"exit {result.exit_code}\nstdout:{result.stdout}\nstderr:{result.stderr}"
@@ -37,5 +38,9 @@ class OscarCLI:
 
 
 @pytest.fixture
-def oscar_cli(oscar_fake: FakeOscar, monkeypatch: pytest.MonkeyPatch, deployer_home: Any) -> OscarCLI:
+def oscar_cli(
+    oscar_fake: FakeOscar,  # noqa: F811 - the imported fixture
+    monkeypatch: pytest.MonkeyPatch,
+    deployer_home: Any,
+) -> OscarCLI:
     return OscarCLI(oscar_fake, monkeypatch)
