@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +76,40 @@ def _target(
     return OscarTarget(endpoint, Credentials(user=user, password=password), not insecure)
 
 
+_TARGET_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("cluster", str | None, CLUSTER_OPT),
+    ("endpoint", str | None, ENDPOINT_OPT),
+    ("user", str, USER_OPT),
+    ("password_env", str | None, PASSWORD_ENV_OPT),
+    ("token", str | None, TOKEN_OPT),
+    ("insecure", bool, INSECURE_OPT),
+)
+
+
+def _reaches_oscar(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the options that say which OSCAR to reach; it receives the resolved ``target``."""
+    signature = inspect.signature(command)
+    kept = [p for name, p in signature.parameters.items() if name != "target"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, annotation, default in _TARGET_OPTIONS
+    ]
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+
+    @functools.wraps(command)
+    def with_target(ctx: typer.Context, **values: Any) -> None:
+        options = {name: values.pop(name) for name, _, _ in _TARGET_OPTIONS}
+        command(target=_target(ctx, **options), **values)
+
+    annotations = {k: v for k, v in command.__annotations__.items() if k != "target"}
+    annotations.update({name: annotation for name, annotation, _ in _TARGET_OPTIONS}, ctx=typer.Context)
+    with_target.__annotations__ = annotations
+    with_target.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[context, *kept, *added]
+    )
+    return with_target
+
+
 @app.command()
 def validate(fdl_file: Path = FDL_ARG, json_output: bool = JSON_OPT) -> None:
     """Check an FDL file and its scripts offline (exit 1 naming the field and the fix)."""
@@ -91,18 +128,13 @@ def validate(fdl_file: Path = FDL_ARG, json_output: bool = JSON_OPT) -> None:
 
 
 @app.command()
+@_reaches_oscar
 def apply(
-    ctx: typer.Context,
+    target: OscarTarget,
     fdl_file: Path = FDL_ARG,
     fdl_cluster: str | None = typer.Option(
         None, "--fdl-cluster", help="Apply only the services under this FDL cluster id."
     ),
-    cluster: str | None = CLUSTER_OPT,
-    endpoint: str | None = ENDPOINT_OPT,
-    user: str = USER_OPT,
-    password_env: str | None = PASSWORD_ENV_OPT,
-    token: str | None = TOKEN_OPT,
-    insecure: bool = INSECURE_OPT,
     json_output: bool = JSON_OPT,
 ) -> None:
     """Create or update the FDL's services (GET, then POST or PUT): applying twice never duplicates."""
@@ -110,7 +142,6 @@ def apply(
 
     loaded = load_fdl(fdl_file)
     payloads = loaded.payloads(fdl_cluster)
-    target = _target(ctx, cluster, endpoint, user, password_env, token, insecure)
     with target.client() as client:
         applied = apply_services(client, payloads)
     for item in applied:
@@ -140,18 +171,12 @@ def _summary(service: dict[str, Any]) -> dict[str, Any]:
 
 
 @app.command("list")
+@_reaches_oscar
 def list_services(
-    ctx: typer.Context,
-    cluster: str | None = CLUSTER_OPT,
-    endpoint: str | None = ENDPOINT_OPT,
-    user: str = USER_OPT,
-    password_env: str | None = PASSWORD_ENV_OPT,
-    token: str | None = TOKEN_OPT,
-    insecure: bool = INSECURE_OPT,
+    target: OscarTarget,
     json_output: bool = JSON_OPT,
 ) -> None:
     """The OSCAR services of a cluster (name, image, resources, buckets)."""
-    target = _target(ctx, cluster, endpoint, user, password_env, token, insecure)
     with target.client() as client:
         services = sorted((_summary(s) for s in client.list_services()), key=lambda s: str(s["name"]))
     if json_output:
@@ -168,20 +193,14 @@ def list_services(
 
 
 @app.command()
+@_reaches_oscar
 def remove(
-    ctx: typer.Context,
+    target: OscarTarget,
     service: str = SERVICE_ARG,
-    cluster: str | None = CLUSTER_OPT,
-    endpoint: str | None = ENDPOINT_OPT,
-    user: str = USER_OPT,
-    password_env: str | None = PASSWORD_ENV_OPT,
-    token: str | None = TOKEN_OPT,
-    insecure: bool = INSECURE_OPT,
 ) -> None:
     """Remove a service (already absent counts as done)."""
     from deployer.errors import RemoteNotFound
 
-    target = _target(ctx, cluster, endpoint, user, password_env, token, insecure)
     with target.client() as client:
         try:
             client.delete_service(service)
@@ -192,18 +211,13 @@ def remove(
 
 
 @app.command()
+@_reaches_oscar
 def run(
-    ctx: typer.Context,
+    target: OscarTarget,
     service: str = SERVICE_ARG,
     input_file: Path = INPUT_OPT,
     output_file: Path | None = typer.Option(None, "--output", "-o", help="Write the service's output here."),
     timeout: float = typer.Option(300.0, "--timeout", min=1, help="Seconds to wait for the answer."),
-    cluster: str | None = CLUSTER_OPT,
-    endpoint: str | None = ENDPOINT_OPT,
-    user: str = USER_OPT,
-    password_env: str | None = PASSWORD_ENV_OPT,
-    token: str | None = TOKEN_OPT,
-    insecure: bool = INSECURE_OPT,
 ) -> None:
     """Invoke a service synchronously with a file; its output goes to --output or stdout."""
     import sys
@@ -211,9 +225,8 @@ def run(
     from deployer.errors import UserError
 
     payload = base64.b64encode(input_file.read_bytes())
-    target = _target(ctx, cluster, endpoint, user, password_env, token, insecure)
     with target.client() as client:
-        answer = client.run(service, payload, read_timeout=timeout, token=token)
+        answer = client.run(service, payload, read_timeout=timeout)
     result = _decode_output(answer)
     if output_file is not None:
         output_file.write_bytes(result)
@@ -238,25 +251,19 @@ def _decode_output(answer: bytes) -> bytes:
 
 
 @app.command()
+@_reaches_oscar
 def job(
-    ctx: typer.Context,
+    target: OscarTarget,
     service: str = SERVICE_ARG,
     input_file: Path = INPUT_OPT,
-    cluster: str | None = CLUSTER_OPT,
-    endpoint: str | None = ENDPOINT_OPT,
-    user: str = USER_OPT,
-    password_env: str | None = PASSWORD_ENV_OPT,
-    token: str | None = TOKEN_OPT,
-    insecure: bool = INSECURE_OPT,
     json_output: bool = JSON_OPT,
 ) -> None:
     """Submit an asynchronous job with a file; prints the job's name when OSCAR lists it."""
     payload = base64.b64encode(input_file.read_bytes())
-    target = _target(ctx, cluster, endpoint, user, password_env, token, insecure)
     with target.client() as client:
         # OSCAR does not return the job's name: tell it by comparing the listings around the submission.
         before = {j.name for j in client.list_jobs(service)}
-        client.job(service, payload, token=token)
+        client.job(service, payload)
         new = [j.name for j in client.list_jobs(service) if j.name not in before]
     name = new[0] if len(new) == 1 else None
     if json_output:
@@ -269,22 +276,16 @@ def job(
 
 
 @app.command()
+@_reaches_oscar
 def logs(
-    ctx: typer.Context,
+    target: OscarTarget,
     service: str = SERVICE_ARG,
     job_name: str | None = typer.Argument(None, metavar="[JOB]", help="One job's log (else: the jobs)."),
-    cluster: str | None = CLUSTER_OPT,
-    endpoint: str | None = ENDPOINT_OPT,
-    user: str = USER_OPT,
-    password_env: str | None = PASSWORD_ENV_OPT,
-    token: str | None = TOKEN_OPT,
-    insecure: bool = INSECURE_OPT,
     json_output: bool = JSON_OPT,
 ) -> None:
     """A service's jobs with their status, or one job's log."""
     import sys
 
-    target = _target(ctx, cluster, endpoint, user, password_env, token, insecure)
     with target.client() as client:
         if job_name is not None:
             text = client.job_logs(service, job_name)
