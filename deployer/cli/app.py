@@ -19,6 +19,7 @@ from deployer.cli import (
     kubeconfig_cmds,
     lifecycle_cmds,
     local_cmds,
+    oscar_cmds,
     render_cmds,
     sim_cmds,
 )
@@ -106,6 +107,7 @@ app.add_typer(local_cmds.app, name="local", help="Run the embedded local IM serv
 app.add_typer(clouds_cmds.app, name="clouds", help="Cloud profiles and credentials.")
 app.add_typer(edge_cmds.app, name="edge", help="Join and remove edge (Raspberry Pi) nodes with Ansible.")
 app.add_typer(daemon_cmds.app, name="daemon", help="The elasticity daemon.")
+app.add_typer(oscar_cmds.app, name="oscar", help="OSCAR services from FDL files: validate, apply, run, logs.")
 
 
 def main() -> None:

@@ -341,6 +341,9 @@ def create(
     for finding in prepared.findings:
         warn(finding.message)
     validate_tosca(prepared.tosca_redacted, source=str(spec_file or "rendered TOSCA"))
+    from deployer.lifecycle.oscar import apply_after_create, load_spec_fdls
+
+    fdls = load_spec_fdls(spec, spec_file)  # oscar.fdl_files: checked now, applied once configured
     _register_token(token)
     endpoint = resolve_endpoint(
         paths, spec.clouds(), im_url=im_url, auth_file=auth_file, token=token, insecure=insecure
@@ -396,6 +399,10 @@ def create(
         as_json=json_output,
         extra={"infrastructure_id": record.infrastructure_id, "state": final.state},
     )
+    for service in apply_after_create(
+        paths, spec.name, values, fdls, simulated=prepared.simulated, notify=warn
+    ):
+        info(f"{spec.name}: OSCAR service {service.name} {service.action}")
     if spec.elasticity.enabled:
         # Puts the elasticity daemon on the front end (real clouds), or says how to run it elsewhere.
         from deployer.cli.playbooks import playbook_progress

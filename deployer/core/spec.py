@@ -96,6 +96,17 @@ class Oscar(_Strict):
     admin_password: str | None = Field(None, description="secret; generated once when absent")
     oscar_password: str | None = Field(None, description="secret; generated once when absent")
     minio_password: str | None = Field(None, min_length=8, description="secret, 8+ chars; generated")
+    fdl_files: tuple[str, ...] = Field(
+        (),
+        description="OSCAR FDL files (paths relative to the spec file) whose services `create` applies "
+        "once the cluster is configured; see `deployer oscar apply`",
+    )
+
+    @model_validator(mode="after")
+    def _fdl_needs_oscar(self) -> Oscar:
+        if self.fdl_files and not self.enabled:
+            raise _FieldError("fdl_files", "needs oscar.enabled: true (the services run on OSCAR)")
+        return self
 
 
 class Elasticity(_Strict):
@@ -366,20 +377,25 @@ def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, A
     return result
 
 
-def read_spec_file(path: Path) -> dict[str, Any]:
+def read_yaml_file(path: Path, kind: str) -> Any:
+    """The parsed YAML of a ``kind`` file (spec, FDL); one-line errors for a missing file or bad syntax."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: no such spec file") from None
+        raise UserError(f"{path}: no such {kind} file") from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read spec file ({exc.strerror})") from None
+        raise UserError(f"{path}: cannot read {kind} file ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise UserError(f"{path}{where}: {problem}; fix the YAML syntax") from None
+
+
+def read_spec_file(path: Path) -> dict[str, Any]:
+    data = read_yaml_file(path, "spec")
     if data is None:
         return {}
     if not isinstance(data, dict):

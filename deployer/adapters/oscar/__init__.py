@@ -1,0 +1,1 @@
+"""adapters/oscar: a thin OSCAR REST client."""
