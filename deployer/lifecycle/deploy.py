@@ -145,13 +145,9 @@ def submit(
                 f"a deployment named {name!r} already exists with another spec; pick another --name or "
                 "destroy it first"
             )
-        try:
-            record = recover_submission(store, client, existing, now=clock())
-        except RemoteNotFound:
-            notify(f"{name}: its interrupted create never reached the IM; submitting it again")
-        else:
-            notify(f"{name}: resuming infrastructure {record.infrastructure_id}")
-            return record
+        resumed = _resume(store, client, existing, notify=notify, clock=clock, sleep=sleep)
+        if resumed is not None:
+            return resumed
     store.add(
         DeploymentRecord(
             name=name,
@@ -225,6 +221,38 @@ def send_create(
     return record
 
 
+def _resume(
+    store: DeploymentStore,
+    client: IMClient,
+    record: DeploymentRecord,
+    *,
+    notify: Callable[[str], None],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> DeploymentRecord | None:
+    """The recorded deployment, its interrupted create adopted; None (record dropped) when that create
+    can no longer land and nothing carries the tag, so it must be sent afresh."""
+    if not record.infrastructure_id:
+        if clock() < _landing_deadline_of(record):
+            notify(f"{record.name}: waiting for its interrupted create to land, if it does")
+        found = _await_landing(store, client, record, clock=clock, sleep=sleep)
+        if found is None:
+            store.delete(record.name)
+            notify(f"{record.name}: its interrupted create never reached the IM; submitting it again")
+            return None
+        record = store.update(record.name, infrastructure_id=found, status="pending")
+    settled = settle_duplicates(store, client, record)
+    for line in settled_message(record.name, settled):
+        notify(line)
+    notify(f"{record.name}: resuming infrastructure {settled.record.infrastructure_id}")
+    return settled.record
+
+
+def _landing_deadline_of(record: DeploymentRecord) -> float:
+    """Records from before landing deadlines existed get a fixed grace period after their creation."""
+    return record.landing_deadline or record.created_at + SUBMIT_GRACE_S
+
+
 def _await_landing(
     store: DeploymentStore,
     client: IMClient,
@@ -239,7 +267,7 @@ def _await_landing(
     exists. ``OutcomeUnknown`` when it cannot be asked; any other error (an expired token, say) keeps
     the record too, with a hint.
     """
-    deadline = record.landing_deadline
+    deadline = _landing_deadline_of(record)
     give_up = deadline + UNREACHABLE_PATIENCE_S
     last_error: RemoteError | None = None
     while True:
@@ -281,7 +309,7 @@ def recover_submission(
     if settled.record.infrastructure_id:
         return settled.record
     now = time.time() if now is None else now
-    deadline = record.landing_deadline or record.created_at + SUBMIT_GRACE_S
+    deadline = _landing_deadline_of(record)
     if now < deadline:
         raise TransientError(
             f"deployment {record.name!r} is still being submitted: its create request may land in the IM "
