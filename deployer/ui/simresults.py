@@ -1,7 +1,7 @@
 """The simulator's policy comparison (``bench/results.md``, written by ``bench/policy_compare.py``) as data.
 
-Pure text handling: each ``## trace`` section becomes its plot file name, its table (header and rows) and
-its notes (the paragraph and target lines), with Markdown emphasis dropped. The dashboard renders them.
+Pure text handling: each ``## title`` section becomes a list of blocks in their order (a plot file name,
+a table with its header and rows, or a paragraph), with Markdown emphasis dropped. The dashboard renders them.
 """
 
 from __future__ import annotations
@@ -9,23 +9,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_IMAGE = re.compile(r"!\[[^\]]*\]\((?P<path>[^)\s]+)\)")
+_IMAGE = re.compile(r"^!\[[^\]]*\]\((?P<path>[^)\s]+)\)$")
 _EMPHASIS = re.compile(r"\*\*|`")
 
 
 @dataclass
-class TraceResult:
-    trace: str
-    plot: str | None = None  # a file name in the plots folder
-    header: list[str] = field(default_factory=list)
+class Table:
+    header: list[str]
     rows: list[list[str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Block:
+    kind: str  # plot | table | text
+    plot: str = ""  # a file name in the plots folder
+    table: Table | None = None
+    text: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
 
 
 @dataclass
 class SimResults:
     intro: list[str]
-    traces: list[TraceResult]
+    sections: list[Section]
 
 
 def _cells(line: str) -> list[str]:
@@ -38,27 +49,28 @@ def _plain(text: str) -> str:
 
 def parse_results(markdown: str) -> SimResults:
     intro: list[str] = []
-    traces: list[TraceResult] = []
+    sections: list[Section] = []
+    in_table = False
     for raw in markdown.splitlines():
         line = raw.strip()
+        is_row = line.startswith("|")
         if line.startswith("## "):
-            traces.append(TraceResult(trace=line[3:].strip()))
-            continue
-        if not line or line.startswith("# "):
-            continue
-        current = traces[-1] if traces else None
-        image = _IMAGE.search(line)
-        if current is None:
+            sections.append(Section(line[3:].strip()))
+        elif not line or line.startswith("# "):
+            pass
+        elif not sections:
             intro.append(_plain(line))
-        elif image:
-            current.plot = image.group("path").rsplit("/", 1)[-1]
-        elif line.startswith("|"):
-            if set(line) <= set("|-: "):
-                continue  # the header separator
-            if not current.header:
-                current.header = _cells(line)
-            else:
-                current.rows.append(_cells(line))
+        elif is_row and set(line) <= set("|-: "):
+            pass  # a table's header separator
+        elif is_row and in_table:
+            table = sections[-1].blocks[-1].table
+            assert table is not None
+            table.rows.append(_cells(line))
+        elif is_row:
+            sections[-1].blocks.append(Block("table", table=Table(_cells(line))))
+        elif image := _IMAGE.match(line):
+            sections[-1].blocks.append(Block("plot", plot=image.group("path").rsplit("/", 1)[-1]))
         else:
-            current.notes.append(_plain(line.removeprefix("- ")))
-    return SimResults(intro, traces)
+            sections[-1].blocks.append(Block("text", text=_plain(line.removeprefix("- "))))
+        in_table = is_row and bool(sections)
+    return SimResults(intro, sections)

@@ -53,7 +53,8 @@ def start_dashboard(*args: str, env: dict[str, str] | None = None) -> Dashboard:
             return Dashboard(url, process)
         except requests.ConnectionError:
             if process.poll() is not None:
-                raise AssertionError(f"deployer ui exited {process.returncode}: {process.stderr.read().decode()}")
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                raise AssertionError(f"deployer ui exited {process.returncode}: {stderr}") from None
             assert time.monotonic() < deadline, "deployer ui did not answer in time"
             time.sleep(0.2)
 
@@ -82,7 +83,9 @@ def dashboard(deployer_home: Path) -> Iterator[Dashboard]:
 def browser() -> Iterator[Any]:
     webdriver = pytest.importorskip("selenium.webdriver", reason="pip install 'deployer[test]' (selenium)")
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("Debian's chromium and chromium-driver are needed (apt-get install chromium chromium-driver)")
+        pytest.skip(
+            "Debian's chromium and chromium-driver are needed (apt-get install chromium chromium-driver)"
+        )
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
@@ -117,4 +120,17 @@ def screenshot(driver: Any, name: str) -> Path:
 
 def console_problems(driver: Any) -> list[str]:
     """Console errors since the last call (CSP violations show up here)."""
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+    return [
+        entry["message"] for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")
+    ]
+
+
+def submit(driver: Any, button_text: str, timeout: float = 60.0) -> None:
+    """Click a form's button and wait until the next page has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button = driver.find_element(By.XPATH, f"//button[text()={button_text!r}]")
+    button.click()
+    WebDriverWait(driver, timeout).until(expected_conditions.staleness_of(button))

@@ -8,7 +8,6 @@ import json
 import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from deployer.adapters.im.client import IMClient
@@ -16,7 +15,7 @@ from deployer.adapters.state.store import DeploymentStore
 from deployer.lifecycle.deploy import vm_views
 from deployer.paths import resolve_paths
 from tests.im.conftest import CLI, eventually
-from tests.ui.conftest import console_problems, screenshot
+from tests.ui.conftest import console_problems, screenshot, submit
 
 WAIT_S = 60
 
@@ -26,10 +25,29 @@ def wn_vms(local_im, im_user, inf_id: str) -> list[str]:
         return [vm.vm_id for vm in vm_views(client, inf_id) if vm.node == "wn_vm"]
 
 
-def note(browser) -> str:
-    return WebDriverWait(browser, WAIT_S).until(
-        ec.presence_of_element_located((By.CSS_SELECTOR, "p.note"))
-    ).text
+def tab_through(browser, limit: int = 80) -> list[str]:
+    """Press Tab from the top of the page; the id (or text) of each element that gets the focus."""
+    browser.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    seen: list[str] = []
+    for _ in range(limit):
+        focused = browser.switch_to.active_element
+        stop = focused.get_attribute("id") or focused.text.strip()
+        if seen and stop == seen[0]:
+            break
+        seen.append(stop)
+        focused.send_keys(Keys.TAB)
+    return seen
+
+
+def focus_by_tab(browser, target, limit: int = 80) -> None:
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    for _ in range(limit):
+        if browser.switch_to.active_element == target:
+            return
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+    raise AssertionError(f"Tab never reached {target.text!r}")
 
 
 def test_view_reveal_scale_and_destroy_a_deployment(browser, dashboard, local_im, im_user, deployer_home):
@@ -59,13 +77,27 @@ def test_view_reveal_scale_and_destroy_a_deployment(browser, dashboard, local_im
     assert json.dumps(real, sort_keys=True) not in browser.page_source
     screenshot(browser, "deployment")
 
-    # Reveal on click: the value appears in place.
-    browser.find_element(By.XPATH, "//button[text()='Reveal front_credentials']").click()
+    # Every field has a label, and the keyboard reaches every action, in page order.
+    unlabelled = browser.execute_script(
+        "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
+        ".filter(e => e.labels.length === 0).map(e => e.name)"
+    )
+    assert unlabelled == []
+    reached = tab_through(browser)
+    actions = ["count-wn", "Scale wn", "Reveal front_credentials", "edge-host", "Add edge host", "confirm"]
+    assert [stop for stop in reached if stop in actions] == actions
+
+    # Reveal from the keyboard: the value appears in place.
+    reveal = browser.find_element(By.XPATH, "//button[text()='Reveal front_credentials']")
+    focus_by_tab(browser, reveal)
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
     WebDriverWait(browser, WAIT_S).until(lambda _: outputs["front_credentials"].text != "***")
     assert json.loads(outputs["front_credentials"].text) == real
 
     # An action without the CSRF token is refused and changes nothing in the IM.
-    forged = requests.post(f"{dashboard.url}/deployments/web/scale", data={"group": "wn", "count": "3"}, timeout=30)
+    forged = requests.post(
+        f"{dashboard.url}/deployments/web/scale", data={"group": "wn", "count": "3"}, timeout=30
+    )
     assert forged.status_code == 403 and "CSRF" in forged.text
     assert len(wn_vms(local_im, im_user, inf_id)) == 1
 
@@ -73,8 +105,8 @@ def test_view_reveal_scale_and_destroy_a_deployment(browser, dashboard, local_im
     count = browser.find_element(By.ID, "count-wn")
     count.clear()
     count.send_keys("2")
-    browser.find_element(By.XPATH, "//button[text()='Scale wn']").click()
-    assert "group wn adds VM(s)" in note(browser)
+    submit(browser, "Scale wn")
+    assert "group wn adds VM(s)" in browser.find_element(By.ID, "flash").text
     assert len(wn_vms(local_im, im_user, inf_id)) == 2
     screenshot(browser, "scaled")
 
@@ -87,8 +119,8 @@ def test_view_reveal_scale_and_destroy_a_deployment(browser, dashboard, local_im
     confirm.send_keys("web")
     assert destroy.is_enabled()
     screenshot(browser, "destroy-confirm")
-    destroy.click()
-    assert note(browser) == "web: destroyed"
+    submit(browser, "Destroy web")
+    assert browser.find_element(By.ID, "flash").text == "web: destroyed"
     assert browser.current_url.split("?")[0] == dashboard.url + "/"
     assert DeploymentStore(resolve_paths().state_db).all() == []
     with IMClient(local_im.url, im_user.entries) as client:
