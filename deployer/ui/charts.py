@@ -12,7 +12,7 @@ from dataclasses import dataclass
 WIDTH = 720
 HEIGHT = 240
 MARGIN_LEFT = 40
-MARGIN_RIGHT = 10
+MARGIN_RIGHT = 32  # room for the last time label
 MARGIN_TOP = 10
 MARGIN_BOTTOM = 30
 
@@ -63,9 +63,9 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]]) -> C
     lines = [
         Line(
             label,
-            " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in sorted(values)),
+            " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in _steps(sorted(values))),
             f"line-{index % 6}",
-            sorted(values)[-1][1] if values else 0,
+            max(values)[1] if values else 0,
         )
         for index, (label, values) in enumerate(series)
     ]
@@ -73,6 +73,16 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]]) -> C
     step = max(1, round(top / 4))
     y_ticks = [Tick(y(v), str(v)) for v in range(0, int(top) + 1, step)]
     return Chart(lines, x_ticks, y_ticks)
+
+
+def _steps(values: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A value holds until the next sample: each change becomes a vertical step, not a slope."""
+    stepped: list[tuple[float, float]] = []
+    for t, v in values:
+        if stepped and stepped[-1][1] != v:
+            stepped.append((t, stepped[-1][1]))
+        stepped.append((t, v))
+    return stepped
 
 
 def _clock(stamp: float) -> str:

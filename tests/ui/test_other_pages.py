@@ -64,7 +64,8 @@ def test_elasticity_page_draws_the_recorded_rounds_and_lists_decisions(browser, 
     legend = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "figcaption .legend")]
     assert legend == ["pending pods (now 0)", "edge nodes (now 0)", "wn nodes (now 2)"]
     lines = browser.find_elements(By.CSS_SELECTOR, "svg.chart polyline")
-    assert [len(line.get_attribute("points").split()) for line in lines] == [3, 3, 3]
+    # Step lines: one corner per change. pending 3 -> 1 -> 0, edge 1 -> 1 -> 0, wn 0 -> 2 -> 2.
+    assert [len(line.get_attribute("points").split()) for line in lines] == [5, 4, 4]
     decisions = [
         row.text
         for row in browser.find_elements(By.CSS_SELECTOR, "section[aria-labelledby=decisions-h] tbody tr")
