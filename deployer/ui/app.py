@@ -142,7 +142,7 @@ class Dashboard:
         context.update(
             csrf_token=self.csrf_token,
             note=note,
-            classes_enabled=views.class_roster(self.settings.paths) is not None,
+            classes_enabled=bool(views.class_roster(self.settings.paths)),
             login_required=self.settings.token is not None,
         )
         return self.templates.TemplateResponse(request, template, context, status_code=status)

@@ -73,6 +73,16 @@ class ElasticityView:
     groups: list[str]
 
 
+@dataclass(frozen=True)
+class TeamRow:
+    klass: str  # the class prefix
+    team: int
+    deployment: str
+    membership: str  # planned | creating | ready | failed
+    state: str | None  # the deployment's last recorded state; None when it has no record
+    problem: str | None
+
+
 def deployments(paths: Paths) -> list[DeploymentRecord]:
     return DeploymentStore(paths.state_db).all()
 
@@ -185,11 +195,27 @@ def active_nodes(sample: RoundSample, group: str) -> int:
     return sum(count for phase, count in sample.nodes.get(group, {}).items() if phase in ACTIVE_PHASES)
 
 
-def class_roster(paths: Paths) -> list[Any] | None:
-    """Each class's teams and their state, or None while deployer has no classes (the dashboard then
-    hides the page). Classes arrive with their own issue: its module provides ``roster(paths)``."""
+def class_roster(paths: Paths) -> list[TeamRow] | None:
+    """Every team of every class with its membership and its deployment's last state; None while this
+    installation has no classes (the ``classes`` feature and its store are merged separately)."""
     try:
-        from deployer.lifecycle import classes  # type: ignore[attr-defined]
+        from deployer.adapters.state.classes import ClassStore  # type: ignore[import-not-found]
     except ImportError:
         return None
-    return list(classes.roster(paths))
+    classes = ClassStore(paths.state_db)
+    deployments = DeploymentStore(paths.state_db)
+    rows = []
+    for klass in classes.all():
+        for member in classes.members(klass.prefix):
+            record = deployments.find(member.name)
+            rows.append(
+                TeamRow(
+                    klass.prefix,
+                    member.team,
+                    member.name,
+                    member.status,
+                    record.status if record else None,
+                    member.error,
+                )
+            )
+    return rows
