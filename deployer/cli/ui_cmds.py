@@ -27,6 +27,11 @@ def ui(
         help="Access token asked at sign-in; required with a non-loopback --host.",
         show_default=False,
     ),
+    daemon_metrics: list[str] = typer.Option(
+        [],
+        "--daemon-metrics",
+        help="CLUSTER=URL: a running daemon's /metrics (daemon run --metrics-port) for live figures.",
+    ),
     results: Path | None = typer.Option(
         None, "--results", help="Simulator comparison to show (default: the checkout's bench/results.md)."
     ),
@@ -36,6 +41,7 @@ def ui(
 
     try:
         from deployer.ui.app import UISettings
+        from deployer.ui.live import parse_targets
         from deployer.ui.server import serve
     except ImportError as err:
         raise UserError(
@@ -48,6 +54,7 @@ def ui(
     settings = UISettings(
         paths=app_context(ctx).paths,
         token=token,
+        daemon_metrics=parse_targets(daemon_metrics),
         results_file=results or (_DEFAULT_RESULTS if _DEFAULT_RESULTS.is_file() else None),
     )
     serve(settings, host, port, announce=output.info)

@@ -20,8 +20,8 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from deployer.errors import DeployerError, NotFoundError, UserError
 from deployer.paths import Paths
 from deployer.ui import actions, charts, views
+from deployer.ui.live import read_live
 from deployer.ui.simresults import parse_results
 
 CSP = (
@@ -63,6 +64,7 @@ class UISettings:
     token: str | None = None  # required off loopback; None on loopback means no login
     results_file: Path | None = None  # the simulator comparison (bench/results.md)
     loopback_only: bool = True  # serve only loopback Host names (set from the bound address)
+    daemon_metrics: Mapping[str, str] = field(default_factory=dict)  # cluster -> a daemon's /metrics URL
 
 
 class _SecurityHeaders:
@@ -205,10 +207,13 @@ class Dashboard:
             (f"{group} nodes", [(s.at, float(views.active_nodes(s, group))) for s in view.samples])
             for group in view.groups
         ]
+        url = self.settings.daemon_metrics.get(name)
+        live = await run_in_threadpool(read_live, url) if url else None
         return self._render(
             request,
             "elasticity.html",
             view=view,
+            live=live,
             chart=charts.line_chart(series),
             refresh=ELASTICITY_REFRESH_S,
         )

@@ -14,9 +14,10 @@ from deployer.adapters.state.history import ElasticityHistory, RoundSample, deci
 from deployer.adapters.state.nodes import NodeStateStore
 from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
 from deployer.core.elasticity.model import ElasticityState, NodePhase, NodeRecord, Plan, ScaleDown, ScaleUp
+from deployer.daemon.metrics import DaemonMetrics, MetricsServer
 from deployer.paths import resolve_paths
 from deployer.ui.app import CSP
-from tests.ui.conftest import console_problems, screenshot, submit
+from tests.ui.conftest import console_problems, screenshot, start_dashboard, stop_dashboard, submit
 
 T0 = 1_760_000_000.0
 
@@ -155,3 +156,38 @@ def test_pages_carry_a_strict_csp_and_no_inline_code(dashboard):
     assert DeploymentStore(resolve_paths().state_db).find("headers") is not None
     # DNS rebinding: a loopback dashboard answers loopback host names only.
     assert requests.get(dashboard.url, headers={"Host": "evil.example"}, timeout=30).status_code == 400
+
+
+def test_elasticity_page_reads_a_running_daemons_metrics(browser, deployer_home):
+    add_record("elastic", "http://127.0.0.1:9")
+    add_record("silent", "http://127.0.0.1:9")
+    metrics = DaemonMetrics()
+    metrics.set_gauge("deployer_pending_pods", 4)
+    metrics.replace_gauge(
+        "deployer_nodes",
+        {(("group", "wn"), ("phase", "powering_on")): 2, (("group", "wn"), ("phase", "used")): 1},
+    )
+    metrics.inc("deployer_decisions_total", kind="scale_up", group="wn")
+    metrics.inc("deployer_decisions_total", kind="scale_up", group="gpu")
+    metrics.inc("deployer_reconciles_total", 7)
+    server = MetricsServer(metrics, 0).start()
+    dead = f"http://127.0.0.1:{free_port()}/metrics"
+    dashboard = start_dashboard(
+        "--daemon-metrics",
+        f"elastic=http://127.0.0.1:{server.port}/metrics",
+        "--daemon-metrics",
+        f"silent={dead}",
+    )
+    try:
+        browser.get(f"{dashboard.url}/deployments/elastic/elasticity")
+        live = browser.find_element(By.CSS_SELECTOR, "section[aria-labelledby=live-h]").text
+        assert browser.find_element(By.ID, "live-pending").text == "4"
+        assert "Rounds: 7, failed: 0" in live and "scale up 2" in live
+        assert browser.find_element(By.CSS_SELECTOR, "#live-nodes tbody").text == "wn powering on: 2, used: 1"
+        screenshot(browser, "elasticity-live")
+        browser.get(f"{dashboard.url}/deployments/silent/elasticity")
+        problem = browser.find_element(By.CSS_SELECTOR, "section[aria-labelledby=live-h] [role=alert]").text
+        assert dead in problem and "no answer" in problem
+    finally:
+        stop_dashboard(dashboard)
+        server.stop()
