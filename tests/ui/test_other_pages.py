@@ -52,7 +52,8 @@ def test_elasticity_page_draws_the_recorded_rounds_and_lists_decisions(browser, 
     )
     history = ElasticityHistory(paths.state_db, "elastic")
     up = Plan(scale_ups=(ScaleUp("wn", 2, "3 pending pods need 2 nodes of wn (cheapest that fits)"),))
-    down = Plan(scale_downs=(ScaleDown("edge", ("pi-1",), "idle for 300 s (break-even)"),))
+    # A reason carries text from the cluster (pod and node names): it is shown as text, never as markup.
+    down = Plan(scale_downs=(ScaleDown("edge", ("pi-1",), "idle for 300 s (break-even) <img src=x>"),))
     history.record_round(RoundSample(T0, 3, {"edge": {"idle": 1}}), decisions_of(up, T0))
     history.record_round(
         RoundSample(T0 + 60, 1, {"wn": {"used": 1, "powering_on": 1}, "edge": {"idle": 1}}), []
@@ -71,7 +72,8 @@ def test_elasticity_page_draws_the_recorded_rounds_and_lists_decisions(browser, 
         row.text
         for row in browser.find_elements(By.CSS_SELECTOR, "section[aria-labelledby=decisions-h] tbody tr")
     ]
-    assert "scale down" in decisions[0] and "idle for 300 s (break-even)" in decisions[0]
+    assert "scale down" in decisions[0] and "idle for 300 s (break-even) <img src=x>" in decisions[0]
+    assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
     assert "scale up" in decisions[1] and "3 pending pods need 2 nodes of wn" in decisions[1]
     nodes = browser.find_element(By.CSS_SELECTOR, "section[aria-labelledby=nodes-h] tbody").text
     assert "wn-1 wn powering on" in nodes and "pi-1 edge off" in nodes
