@@ -32,6 +32,9 @@ def ui(
         "--daemon-metrics",
         help="CLUSTER=URL: a running daemon's /metrics (daemon run --metrics-port) for live figures.",
     ),
+    im_timeout: float = typer.Option(
+        10.0, "--im-timeout", min=0.1, help="Seconds a page waits for the IM before saying it is slow."
+    ),
     results: Path | None = typer.Option(
         None, "--results", help="Simulator comparison to show (default: the checkout's bench/results.md)."
     ),
@@ -55,6 +58,7 @@ def ui(
         paths=app_context(ctx).paths,
         token=token,
         daemon_metrics=parse_targets(daemon_metrics),
+        im_timeout=im_timeout,
         results_file=results or (_DEFAULT_RESULTS if _DEFAULT_RESULTS.is_file() else None),
     )
     serve(settings, host, port, announce=output.info)

@@ -65,6 +65,7 @@ class UISettings:
     results_file: Path | None = None  # the simulator comparison (bench/results.md)
     loopback_only: bool = True  # serve only loopback Host names (set from the bound address)
     daemon_metrics: Mapping[str, str] = field(default_factory=dict)  # cluster -> a daemon's /metrics URL
+    im_timeout: float = views.DEFAULT_READ_TIMEOUT  # seconds a page waits for the IM's answer
 
 
 class _SecurityHeaders:
@@ -191,7 +192,9 @@ class Dashboard:
     async def deployment_page(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            view = await run_in_threadpool(views.deployment, self.settings.paths, name)
+            view = await run_in_threadpool(
+                views.deployment, self.settings.paths, name, read_timeout=self.settings.im_timeout
+            )
         except NotFoundError as err:
             return self._render(request, "missing.html", status=404, message=str(err))
         return self._render(request, "deployment.html", view=view)
@@ -258,7 +261,9 @@ class Dashboard:
         name, key = request.path_params["name"], request.path_params["key"]
         try:
             await self._form(request)
-            value = await run_in_threadpool(views.reveal_output, self.settings.paths, name, key)
+            value = await run_in_threadpool(
+                views.reveal_output, self.settings.paths, name, key, read_timeout=self.settings.im_timeout
+            )
         except _Forbidden as err:
             return JSONResponse({"error": str(err)}, status_code=403)
         except DeployerError as err:

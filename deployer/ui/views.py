@@ -27,8 +27,10 @@ from deployer.lifecycle.deploy import VMView, is_secret_output, mask_outputs, ta
 from deployer.logs import redact
 from deployer.paths import Paths
 
-# Reads give up quickly: the page says the IM is slow rather than hang (the CLI waits longer).
-READ_TIMEOUT = (3.0, 15.0)
+# Reads give up quickly, without retrying: the page says the IM is slow rather than hang (the CLI waits
+# longer). Seconds to connect; the read timeout is the caller's (``deployer ui --im-timeout``).
+CONNECT_TIMEOUT = 3.0
+DEFAULT_READ_TIMEOUT = 10.0
 LOG_LINES = 200
 GROUP_TAG = "deployer.io/group"
 # Phases in which a node costs (booting, running, draining): what the nodes-over-time chart counts.
@@ -88,15 +90,19 @@ def deployments(paths: Paths) -> list[DeploymentRecord]:
 
 
 @contextmanager
-def _read_client(paths: Paths, record: DeploymentRecord) -> Iterator[IMClient]:
+def _read_client(paths: Paths, record: DeploymentRecord, read_timeout: float) -> Iterator[IMClient]:
     endpoint = endpoint_for_record(paths, record)
     with IMClient(
-        endpoint.im_url, endpoint.entries, verify=not endpoint.insecure, timeout=READ_TIMEOUT, retries=1
+        endpoint.im_url,
+        endpoint.entries,
+        verify=not endpoint.insecure,
+        timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
+        retries=1,
     ) as client:
         yield client
 
 
-def deployment(paths: Paths, name: str) -> DeploymentView:
+def deployment(paths: Paths, name: str, *, read_timeout: float = DEFAULT_READ_TIMEOUT) -> DeploymentView:
     """The record, and what the IM says now; the IM's failure is reported in ``problem``."""
     store = DeploymentStore(paths.state_db)
     view = DeploymentView(record=store.get(name))
@@ -106,7 +112,7 @@ def deployment(paths: Paths, name: str) -> DeploymentView:
         view.problem = f"no infrastructure yet (status {record.status})"
         return view
     try:
-        with _read_client(paths, record) as client:
+        with _read_client(paths, record, read_timeout) as client:
             state = client.state(record.infrastructure_id)
             view.state = state.state
             view.vms = vm_views(client, record.infrastructure_id)
@@ -122,12 +128,12 @@ def deployment(paths: Paths, name: str) -> DeploymentView:
     return view
 
 
-def reveal_output(paths: Paths, name: str, key: str) -> str:
+def reveal_output(paths: Paths, name: str, key: str, *, read_timeout: float = DEFAULT_READ_TIMEOUT) -> str:
     """One output's real value, for the page's reveal button."""
     record = DeploymentStore(paths.state_db).get(name)
     if not record.infrastructure_id:
         raise NotFoundError(f"{name} has no infrastructure yet")
-    with _read_client(paths, record) as client:
+    with _read_client(paths, record, read_timeout) as client:
         values = client.outputs(record.infrastructure_id)
     if key not in values:
         raise NotFoundError(f"{name} has no output {key!r}")

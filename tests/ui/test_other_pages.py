@@ -4,6 +4,7 @@ results, the absent classes page, an unreachable IM and the edge form's errors; 
 from __future__ import annotations
 
 import re
+import socket
 
 import requests
 from selenium.webdriver.common.by import By
@@ -193,3 +194,18 @@ def test_elasticity_page_reads_a_running_daemons_metrics(browser, deployer_home)
     finally:
         stop_dashboard(dashboard)
         server.stop()
+
+
+def test_a_silent_im_costs_the_page_one_bounded_wait(browser, deployer_home, im_user):
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        add_record("stuck", url, auth_file=str(im_user.auth_file))
+        dashboard = start_dashboard("--im-timeout", "1")
+        try:
+            browser.get(f"{dashboard.url}/deployments/stuck")
+            problem = browser.find_element(By.CSS_SELECTOR, "p.note-error").text
+        finally:
+            stop_dashboard(dashboard)
+    assert url in problem and "did not answer" in problem and "timed out" in problem
