@@ -70,13 +70,25 @@ def stop_dashboard(dashboard: Dashboard) -> None:
         dashboard.process.stderr.close()
 
 
-@pytest.fixture
-def dashboard(deployer_home: Path) -> Iterator[Dashboard]:
-    running = start_dashboard()
+@pytest.fixture(scope="module")
+def module_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dashboard, Path]]:
+    """One dashboard per test module (starting one costs seconds), on the module's own DEPLOYER_HOME."""
+    home = tmp_path_factory.mktemp("ui-home")
+    home.chmod(0o700)
+    running = start_dashboard(env={"DEPLOYER_HOME": str(home)})
     try:
-        yield running
+        yield running, home
     finally:
         stop_dashboard(running)
+
+
+@pytest.fixture
+def dashboard(module_dashboard: tuple[Dashboard, Path], monkeypatch: pytest.MonkeyPatch) -> Dashboard:
+    """The module's dashboard; the test's own deployer calls use the same DEPLOYER_HOME (so names given
+    to deployments must differ between the tests of a module)."""
+    running, home = module_dashboard
+    monkeypatch.setenv("DEPLOYER_HOME", str(home))
+    return running
 
 
 @pytest.fixture(scope="session")

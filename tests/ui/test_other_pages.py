@@ -156,6 +156,13 @@ def test_pages_carry_a_strict_csp_and_no_inline_code(dashboard):
         timeout=30,
     )
     assert cross.status_code == 403
+    # The typed name is checked by the server too, not only by the page's script.
+    mistyped = requests.post(
+        f"{dashboard.url}/deployments/headers/destroy", data={"csrf": token, "confirm": "header"}, timeout=30
+    )
+    assert (
+        mistyped.status_code == 200 and "type the deployment&#39;s name (headers) to confirm" in mistyped.text
+    )
     assert DeploymentStore(resolve_paths().state_db).find("headers") is not None
     # DNS rebinding: a loopback dashboard answers loopback host names only.
     assert requests.get(dashboard.url, headers={"Host": "evil.example"}, timeout=30).status_code == 400
