@@ -24,7 +24,8 @@ def ui(
         None,
         "--token",
         envvar="DEPLOYER_UI_TOKEN",
-        help="Access token asked at sign-in; required with a non-loopback --host.",
+        help="Access token asked at sign-in; required with a non-loopback --host. Prefer the environment "
+        "variable: a flag shows in the process list.",
         show_default=False,
     ),
     daemon_metrics: list[str] = typer.Option(
@@ -36,7 +37,10 @@ def ui(
         10.0, "--im-timeout", min=0.1, help="Seconds a page waits for the IM before saying it is slow."
     ),
     results: Path | None = typer.Option(
-        None, "--results", help="Simulator comparison to show (default: the checkout's bench/results.md)."
+        None,
+        "--results",
+        help="Simulator results: a results.md like bench's (the default, in a checkout) or the JSON of "
+        "`simulate --json` (its --plot PNG beside it, same name).",
     ),
 ) -> None:
     """Serve the web dashboard: deployments, elasticity, simulator results; scale, destroy, add edge hosts."""

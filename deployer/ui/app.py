@@ -42,7 +42,7 @@ from deployer.errors import DeployerError, NotFoundError, UserError
 from deployer.paths import Paths
 from deployer.ui import actions, charts, views
 from deployer.ui.live import read_live
-from deployer.ui.simresults import parse_results
+from deployer.ui.simresults import SimResults, parse_results, parse_run
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -223,15 +223,20 @@ class Dashboard:
 
     async def simulator_page(self, request: Request) -> Response:
         path = self.settings.results_file
-        results = parse_results(path.read_text()) if path is not None and path.is_file() else None
-        return self._render(request, "simulator.html", results=results, source=path)
+        results, problem = None, None
+        if path is not None and path.is_file():
+            try:
+                results = _read_results(path)
+            except UserError as err:
+                problem = str(err)
+        return self._render(request, "simulator.html", results=results, source=path, problem=problem)
 
     async def simulator_plot(self, request: Request) -> Response:
         name = request.path_params["file"]
         path = self.settings.results_file
         if path is None or not _PLOT_NAME.match(name):
             return PlainTextResponse("not found", status_code=404)
-        plot = path.parent / "plots" / name
+        plot = _plots_dir(path) / name
         if not plot.is_file():
             return PlainTextResponse("not found", status_code=404)
         return FileResponse(plot, media_type="image/png")
@@ -341,6 +346,18 @@ class _LoginGate:
         else:
             response = PlainTextResponse("sign in first", status_code=401)
         await response(scope, receive, send)
+
+
+def _plots_dir(results: Path) -> Path:
+    """bench/results.md links plots/NAME.png; a simulate run's --plot file sits next to its JSON."""
+    return results.parent if results.suffix == ".json" else results.parent / "plots"
+
+
+def _read_results(path: Path) -> SimResults:
+    if path.suffix != ".json":
+        return parse_results(path.read_text())
+    plot = path.with_suffix(".png")
+    return parse_run(path.read_text(), path.stem, plot.name if plot.is_file() else None)
 
 
 def _clock(stamp: float | None) -> str:

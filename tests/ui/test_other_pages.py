@@ -3,17 +3,20 @@ results, the absent classes page, an unreachable IM and the edge form's errors; 
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 
 import requests
 from selenium.webdriver.common.by import By
+from typer.testing import CliRunner
 
 from deployer.adapters.im.local_server import free_port
 from deployer.adapters.state.edge import EdgeHostStore
 from deployer.adapters.state.history import ElasticityHistory, RoundSample, decisions_of
 from deployer.adapters.state.nodes import NodeStateStore
 from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
+from deployer.cli.app import app
 from deployer.core.elasticity.model import ElasticityState, NodePhase, NodeRecord, Plan, ScaleDown, ScaleUp
 from deployer.daemon.metrics import DaemonMetrics, MetricsServer
 from deployer.paths import resolve_paths
@@ -21,6 +24,7 @@ from deployer.ui.app import CSP
 from tests.ui.conftest import console_problems, screenshot, start_dashboard, stop_dashboard, submit
 
 T0 = 1_760_000_000.0
+SIM_SPEC = "name: simui\nworker_groups:\n  - {name: wn, cpus: 4, memory: 8 GiB, max: 3, cost_per_hour: 0.5}\n"
 
 
 def add_record(name: str, im_url: str, *, cloud: str = "local", auth_file: str | None = None) -> None:
@@ -216,3 +220,46 @@ def test_a_silent_im_costs_the_page_one_bounded_wait(browser, deployer_home, im_
         finally:
             stop_dashboard(dashboard)
     assert url in problem and "did not answer" in problem and "timed out" in problem
+
+
+def test_simulator_page_shows_a_simulate_run(browser, deployer_home, tmp_path):
+    spec, trace, run = tmp_path / "spec.yaml", tmp_path / "trace.csv", tmp_path / "run.json"
+    spec.write_text(SIM_SPEC)
+    trace.write_text("submit_s,cpu,memory_mib,duration_s,arch\n0,1,512,120,\n5,2,1024,300,\n20,1,512,60,\n")
+    simulated = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--spec",
+            str(spec),
+            "--trace",
+            str(trace),
+            "--compare",
+            "--json",
+            "--plot",
+            str(tmp_path / "run.png"),
+        ],
+        catch_exceptions=False,
+    )
+    assert simulated.exit_code == 0, simulated.output
+    run.write_text(simulated.stdout)
+    dashboard = start_dashboard("--results", str(run))
+    try:
+        browser.get(f"{dashboard.url}/simulator")
+        assert browser.find_element(By.CSS_SELECTOR, "main h2").text == "run"
+        policies = [
+            row.find_element(By.TAG_NAME, "th").text
+            for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr")
+        ]
+        assert policies == [entry["policy"] for entry in json.loads(simulated.stdout)]
+        assert browser.execute_script(
+            "const i = document.querySelector('img.plot'); return i.complete && i.naturalWidth > 0"
+        )
+        run.write_text("{not json")
+        browser.refresh()
+        assert (
+            "run: not the JSON of `deployer simulate --json`"
+            in browser.find_element(By.CSS_SELECTOR, "p.note-error").text
+        )
+    finally:
+        stop_dashboard(dashboard)
