@@ -63,7 +63,9 @@ class UISettings:
     paths: Paths
     token: str | None = None  # required off loopback; None on loopback means no login
     results_file: Path | None = None  # the simulator comparison (bench/results.md)
-    loopback_only: bool = True  # serve only loopback Host names (set from the bound address)
+    # Loopback-only: the Host header must name loopback (or this address), so a DNS-rebinding page
+    # cannot reach the dashboard. None: the dashboard listens beyond loopback (with a token).
+    loopback_host: str | None = "127.0.0.1"
     daemon_metrics: Mapping[str, str] = field(default_factory=dict)  # cluster -> a daemon's /metrics URL
     im_timeout: float = views.DEFAULT_READ_TIMEOUT  # seconds a page waits for the IM's answer
 
@@ -125,7 +127,8 @@ class Dashboard:
             Route("/classes", self.classes_page),
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),
         ]
-        hosts = LOOPBACK_HOSTS if self.settings.loopback_only else ["*"]
+        bound = self.settings.loopback_host
+        hosts = [*LOOPBACK_HOSTS, bound] if bound is not None else ["*"]
         return Starlette(
             routes=routes,
             middleware=[

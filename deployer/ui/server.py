@@ -51,7 +51,7 @@ def serve(settings: UISettings, host: str, port: int, *, announce: Callable[[str
     import uvicorn
 
     sock = _listen(host, port)
-    app = create_app(replace(settings, loopback_only=is_loopback(host)))
+    app = create_app(replace(settings, loopback_host=host if is_loopback(host) else None))
     config = uvicorn.Config(app, log_level="warning", server_header=False, proxy_headers=False)
     bare = host.strip("[]")
     shown = f"[{bare}]" if ":" in bare else bare
