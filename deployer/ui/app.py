@@ -141,7 +141,7 @@ class Dashboard:
     def signed_in(self, request: Request) -> bool:
         if self.settings.token is None:
             return True
-        return hmac.compare_digest(request.cookies.get(SESSION_COOKIE, ""), self._session_key)
+        return _same(request.cookies.get(SESSION_COOKIE, ""), self._session_key)
 
     def _render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         note = self._notes.pop(request.query_params.get("note", ""), None)
@@ -149,7 +149,6 @@ class Dashboard:
             csrf_token=self.csrf_token,
             note=note,
             classes_enabled=bool(views.class_roster(self.settings.paths)),
-            login_required=self.settings.token is not None,
         )
         return self.templates.TemplateResponse(request, template, context, status_code=status)
 
@@ -168,7 +167,7 @@ class Dashboard:
             raise _Forbidden("cross-origin request refused")
         form = await request.form()
         sent = request.headers.get(CSRF_HEADER) or str(form.get(CSRF_FIELD) or "")
-        if not hmac.compare_digest(sent, self.csrf_token):
+        if not _same(sent, self.csrf_token):
             raise _Forbidden("missing or wrong CSRF token; reload the page and try again")
         return {key: str(value) for key, value in form.items() if isinstance(value, str)}
 
@@ -257,7 +256,7 @@ class Dashboard:
             form = await self._form(request)
         except _Forbidden as err:
             return PlainTextResponse(str(err), status_code=403)
-        if not hmac.compare_digest(form.get("token", ""), self.settings.token):
+        if not _same(form.get("token", ""), self.settings.token):
             return self._render(request, "login.html", status=401, error="wrong access token")
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(SESSION_COOKIE, self._session_key, httponly=True, samesite="strict", path="/")
@@ -349,6 +348,11 @@ class _LoginGate:
         else:
             response = PlainTextResponse("sign in first", status_code=401)
         await response(scope, receive, send)
+
+
+def _same(sent: str, expected: str) -> bool:
+    """Constant-time comparison; bytes, because compare_digest refuses non-ASCII text."""
+    return hmac.compare_digest(sent.encode(), expected.encode())
 
 
 def _plots_dir(results: Path) -> Path:

@@ -84,8 +84,10 @@ def test_the_token_guards_every_page_and_action(deployer_home):
         login = session.get(url + "/login", timeout=30)
         assert TOKEN not in login.text
         csrf = re.search(r'name="csrf-token" content="([^"]+)"', login.text)[1]
-        wrong = session.post(url + "/login", data={"csrf": csrf, "token": "guess"}, timeout=30)
-        assert wrong.status_code == 401 and "wrong access token" in wrong.text
+        for guess in ("guess", "gü€ss"):  # non-ASCII must be a wrong token too, not a server error
+            wrong = session.post(url + "/login", data={"csrf": csrf, "token": guess}, timeout=30)
+            assert wrong.status_code == 401 and "wrong access token" in wrong.text
+        assert session.post(url + "/login", data={"csrf": "ç", "token": TOKEN}, timeout=30).status_code == 403
         assert session.post(url + "/login", data={"token": TOKEN}, timeout=30).status_code == 403  # no CSRF
         signed = session.post(
             url + "/login", data={"csrf": csrf, "token": TOKEN}, allow_redirects=False, timeout=30
