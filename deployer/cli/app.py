@@ -22,6 +22,7 @@ from deployer.cli import (
     oscar_cmds,
     render_cmds,
     sim_cmds,
+    ui_cmds,
 )
 from deployer.cli.context import AppContext
 from deployer.errors import DeployerError
@@ -103,6 +104,7 @@ render_cmds.register(app)
 lifecycle_cmds.register(app)
 kubeconfig_cmds.register(app)
 sim_cmds.register(app)
+ui_cmds.register(app)
 app.add_typer(local_cmds.app, name="local", help="Run the embedded local IM server (Dummy VMs).")
 app.add_typer(clouds_cmds.app, name="clouds", help="Cloud profiles and credentials.")
 app.add_typer(edge_cmds.app, name="edge", help="Join and remove edge (Raspberry Pi) nodes with Ansible.")

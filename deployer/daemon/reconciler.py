@@ -11,11 +11,13 @@ their reason.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from deployer.adapters.power import PowerManager
+from deployer.adapters.state.history import Decision, RoundSample, decisions_of
 from deployer.core.elasticity import lifecycle
 from deployer.core.elasticity.model import (
     ElasticitySettings,
@@ -43,6 +45,10 @@ class StateStore(Protocol):
     def save(self, state: ElasticityState) -> None: ...
 
 
+class RoundHistory(Protocol):
+    def record_round(self, sample: RoundSample, decisions: list[Decision]) -> None: ...
+
+
 @dataclass
 class Round:
     """What one round saw, decided and did."""
@@ -64,6 +70,7 @@ class Reconciler:
         store: StateStore,
         *,
         metrics: DaemonMetrics | None = None,
+        history: RoundHistory | None = None,
         drain_timeout: float = 120.0,
     ) -> None:
         missing = [group.name for group in groups if group.name not in power]
@@ -75,6 +82,7 @@ class Reconciler:
         self._power = dict(power)
         self._store = store
         self.metrics = metrics or DaemonMetrics()
+        self._history = history
         self._actuator = Actuator(
             cluster, groups, power, store, settings, metrics=self.metrics, drain_timeout=drain_timeout
         )
@@ -97,6 +105,7 @@ class Reconciler:
         _log_plan(plan)
         done = self._actuator.execute(plan, observed, now)
         self._update_gauges(snapshot, done.state)
+        self._record_history(snapshot, done.state, plan, now)
         return Round(plan, done.state, snapshot, adopted=adopted, errors=done.errors)
 
     def _adopt(
@@ -127,13 +136,39 @@ class Reconciler:
         return state, tuple(adopted)
 
     def _update_gauges(self, snapshot: Snapshot, state: ElasticityState) -> None:
-        pending = sum(1 for pod in snapshot.pods if is_pending(pod))
-        self.metrics.set_gauge("deployer_pending_pods", pending)
-        counts: dict[tuple[tuple[str, str], ...], float] = {}
-        for record in state.records.values():
-            key = (("group", record.group), ("phase", record.phase.value))
-            counts[key] = counts.get(key, 0) + 1
-        self.metrics.replace_gauge("deployer_nodes", counts)
+        self.metrics.set_gauge("deployer_pending_pods", _pending(snapshot))
+        self.metrics.replace_gauge(
+            "deployer_nodes",
+            {
+                (("group", group), ("phase", phase)): count
+                for group, phases in _node_counts(state).items()
+                for phase, count in phases.items()
+            },
+        )
+
+    def _record_history(self, snapshot: Snapshot, state: ElasticityState, plan: Plan, now: float) -> None:
+        """Keep what the round saw and decided for the dashboard; the round's work stands without it."""
+        if self._history is None:
+            return
+        try:
+            self._history.record_round(
+                RoundSample(now, _pending(snapshot), _node_counts(state)), decisions_of(plan, now)
+            )
+        except sqlite3.Error as err:
+            log.warning("could not record the round in the elasticity history: %s", err)
+
+
+def _pending(snapshot: Snapshot) -> int:
+    return sum(1 for pod in snapshot.pods if is_pending(pod))
+
+
+def _node_counts(state: ElasticityState) -> dict[str, dict[str, int]]:
+    """Managed nodes by group, then life-cycle phase."""
+    counts: dict[str, dict[str, int]] = {}
+    for record in state.records.values():
+        phases = counts.setdefault(record.group, {})
+        phases[record.phase.value] = phases.get(record.phase.value, 0) + 1
+    return counts
 
 
 def _log_plan(plan: Plan) -> None:

@@ -24,6 +24,7 @@ from kubernetes.client import ApiClient
 
 from deployer.adapters.im.auth import AuthEntry, load_auth_file
 from deployer.adapters.kube import KubeCluster, LeaderElector, make_api_client
+from deployer.adapters.state.history import ElasticityHistory
 from deployer.adapters.state.nodes import NodeStateStore
 from deployer.adapters.state.store import DeploymentStore
 from deployer.core.spec import ClusterSpec, load_spec
@@ -124,6 +125,7 @@ def build_reconciler(
         resolved.plan.settings,
         managers,
         store,
+        history=ElasticityHistory(paths.state_db, sources.cluster),
         drain_timeout=sources.drain_timeout,
     )
 

@@ -1,0 +1,79 @@
+"""The dashboard's actions: the same life-cycle use cases the CLI runs, and nothing else.
+
+Scale, destroy and edge joins go through ``deployer.lifecycle.deploy`` and ``deployer.lifecycle.edge``
+exactly as ``deployer scale``, ``deployer destroy`` and ``deployer edge add`` do; this module only opens
+the deployment (its record, credentials and IM client, as the CLI's ``_open_deployment`` does) and turns
+results into one line for the page. When those use cases change signature, this is the one place the
+dashboard adapts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from deployer.adapters.im.client import IMClient
+from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
+from deployer.cli.playbooks import front_target
+from deployer.errors import RemoteError, UserError
+from deployer.lifecycle import deploy, edge
+from deployer.lifecycle.credentials import endpoint_for_record
+from deployer.paths import Paths
+
+
+@contextmanager
+def open_deployment(paths: Paths, name: str) -> Iterator[tuple[DeploymentStore, IMClient, DeploymentRecord]]:
+    """The store, an IM client with the deployment's own credentials, and its record with the
+    infrastructure id resolved (an interrupted create is recovered, as every CLI command does)."""
+    store = DeploymentStore(paths.state_db)
+    record = store.get(name)
+    with endpoint_for_record(paths, record).client() as client:
+        record = deploy.recover_submission(store, client, record)
+        yield store, client, record
+
+
+def scale(paths: Paths, name: str, group: str, count: int) -> str:
+    with open_deployment(paths, name) as (_, client, record):
+        assert record.infrastructure_id is not None
+        result = deploy.scale(client, record.infrastructure_id, group=group, count=count)
+    if result.added:
+        return f"{name}: group {group} adds VM(s) {', '.join(result.added)}"
+    if result.removed:
+        return f"{name}: group {group} removes VM(s) {', '.join(result.removed)}"
+    return f"{name}: group {group} already has {count} VM(s)"
+
+
+def destroy(paths: Paths, name: str, typed_name: str) -> str:
+    """Destroy after the user typed the deployment's name (checked here, not only in the browser)."""
+    if typed_name.strip() != name:
+        raise UserError(f"type the deployment's name ({name}) to confirm destroying it")
+    store = DeploymentStore(paths.state_db)
+    record = store.get(name)
+    with endpoint_for_record(paths, record).client() as client:
+        existed = deploy.destroy(store, client, record)
+    return f"{name}: destroyed" if existed else f"{name}: was already gone from the IM; record cleaned up"
+
+
+def add_edge_host(
+    paths: Paths,
+    name: str,
+    host: str,
+    *,
+    user: str,
+    group: str,
+    key_file: str | None,
+    front: str | None,
+    front_user: str,
+) -> str:
+    """Join one board (``deployer edge add NAME HOST``); ``front`` as ``--front`` (standalone clusters)."""
+    key = Path(key_file) if key_file else None
+    options = edge.EdgeJoinOptions(user=user, key_file=key, group=group)
+    edge.validate_join_options([host], options)
+    target = front_target(paths, name, front, front_user, key)
+    report = edge.add_edge_hosts(paths, name, [host], target, options)
+    failed = report.failed
+    if failed:
+        reason = failed[0].failure.describe() if failed[0].failure else "failed"
+        raise RemoteError(f"{host} did not join {name}: {reason} (log: {report.log_path})")
+    return f"{name}: {host} joined as node {report.outcomes[0].node_name or host} of group {group}"
