@@ -46,8 +46,6 @@ WAIT_LOCK_OPT = typer.Option(
     "--wait-lock",
     help="If another deployer command is changing this deployment, wait for it (else fail at once).",
 )
-# --wait-lock waits at most this long: a holder still running after an hour is stuck, not busy.
-WAIT_LOCK_MAX_S = 3600.0
 
 INSECURE_REMEMBERED = "not verifying the IM's TLS certificate (--insecure was given at create)"
 SIMULATED_NOTE = "simulated VMs (local IM, Dummy connector): the addresses above are not reachable machines"
@@ -87,10 +85,9 @@ def _client_for(
 
 @contextmanager
 def _locked(paths: Paths, name: str, command: str, wait_lock: bool) -> Iterator[None]:
-    """One writer per deployment on this machine (see ``deployer.adapters.state.locks``)."""
-    from deployer.adapters.state.locks import deployment_lock
+    from deployer.lifecycle.session import locked
 
-    with deployment_lock(paths.locks_dir, name, command=command, wait=WAIT_LOCK_MAX_S if wait_lock else 0.0):
+    with locked(paths, name, command, wait=wait_lock):
         yield
 
 
@@ -106,50 +103,20 @@ def _open_deployment(
     wait_lock: bool = False,
     settle: bool = False,
 ) -> Iterator[tuple[DeploymentStore, IMClient, DeploymentRecord]]:
-    """The named deployment, an IM client for it, and its record with the infrastructure id resolved.
-
-    ``command``: the caller changes the deployment, so it holds the deployment's lock throughout. A
-    reader takes the lock only if it is free, and only then repairs the record (adopts a create that
-    was interrupted before the IM answered; with ``settle``, destroys duplicates carrying its tag).
-    """
-    from deployer.adapters.state.locks import holder_of
-    from deployer.errors import Busy, TransientError
-    from deployer.lifecycle.deploy import recover_submission
-    from deployer.lifecycle.identity import settle_duplicates, settled_message
+    """``deployer.lifecycle.session.open_deployment`` with the CLI's credentials and warnings."""
+    from deployer.lifecycle.session import open_deployment
 
     paths = app_context(ctx).paths
-    store = _store(paths)
-    record = store.get(name)
-    with ExitStack() as stack:
-        if command is not None:
-            stack.enter_context(_locked(paths, name, command, wait_lock))
-            record = store.get(name)
-        client = stack.enter_context(_client_for(paths, record, auth_file, insecure, token))
-        can_repair = True
-        with ExitStack() as repair:
-            if command is None:  # a reader repairs only while nobody is changing the deployment
-                try:
-                    repair.enter_context(_locked(paths, name, "status", False))
-                except Busy:
-                    can_repair = False
-            if can_repair:
-                record = recover_submission(store, client, store.get(name))
-                if settle:
-                    try:
-                        settled = settle_duplicates(store, client, record)
-                    except TransientError as err:
-                        if command is not None:
-                            raise
-                        warn(f"{name}: cannot look for duplicates now ({err})")  # reading goes on
-                    else:
-                        for line in settled_message(name, settled):
-                            warn(line)
-                        record = settled.record
-        if not record.infrastructure_id:
-            holder = holder_of(paths.locks_dir, name) or "another deployer command"
-            raise Busy(f"deployment {name!r} is being created by {holder}; try again when it is done")
-        assert record.infrastructure_id is not None
-        yield store, client, record
+    with open_deployment(
+        paths,
+        name,
+        lambda record: _client_for(paths, record, auth_file, insecure, token),
+        command=command,
+        wait_lock=wait_lock,
+        settle=settle,
+        warn=warn,
+    ) as opened:
+        yield opened
 
 
 def _register_token(token: str | None) -> None:

@@ -17,26 +17,26 @@ from deployer.adapters.im.client import IMClient
 from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
 from deployer.cli.playbooks import front_target
 from deployer.errors import RemoteError, UserError
-from deployer.lifecycle import deploy, edge
+from deployer.lifecycle import deploy, edge, session
 from deployer.lifecycle.credentials import endpoint_for_record
 from deployer.paths import Paths
 
 
 @contextmanager
-def open_deployment(paths: Paths, name: str) -> Iterator[tuple[DeploymentStore, IMClient, DeploymentRecord]]:
-    """The store, an IM client with the deployment's own credentials, and its record with the
-    infrastructure id resolved (an interrupted create is recovered, as every CLI command does)."""
-    store = DeploymentStore(paths.state_db)
-    record = store.get(name)
-    with endpoint_for_record(paths, record).client() as client:
-        record = deploy.recover_submission(store, client, record)
-        yield store, client, record
+def open_deployment(
+    paths: Paths, name: str, *, command: str | None = None
+) -> Iterator[tuple[DeploymentStore, IMClient, DeploymentRecord]]:
+    """As every CLI command opens it: the deployment's own credentials, the record repaired, and for a
+    change (``command``) the deployment's lock, so the dashboard and the CLI never write at once."""
+    with session.open_deployment(
+        paths, name, lambda record: endpoint_for_record(paths, record).client(), command=command
+    ) as opened:
+        yield opened
 
 
 def scale(paths: Paths, name: str, group: str, count: int) -> str:
-    with open_deployment(paths, name) as (_, client, record):
-        assert record.infrastructure_id is not None
-        result = deploy.scale(client, record.infrastructure_id, group=group, count=count)
+    with open_deployment(paths, name, command="scale (dashboard)") as (store, client, record):
+        result = deploy.scale(store, client, record, group=group, count=count)
     if result.added:
         return f"{name}: group {group} adds VM(s) {', '.join(result.added)}"
     if result.removed:
@@ -48,11 +48,14 @@ def destroy(paths: Paths, name: str, typed_name: str) -> str:
     """Destroy after the user typed the deployment's name (checked here, not only in the browser)."""
     if typed_name.strip() != name:
         raise UserError(f"type the deployment's name ({name}) to confirm destroying it")
-    store = DeploymentStore(paths.state_db)
-    record = store.get(name)
-    with endpoint_for_record(paths, record).client() as client:
-        existed = deploy.destroy(store, client, record)
-    return f"{name}: destroyed" if existed else f"{name}: was already gone from the IM; record cleaned up"
+    with session.locked(paths, name, "destroy (dashboard)"):
+        store = DeploymentStore(paths.state_db)
+        record = store.get(name)
+        with endpoint_for_record(paths, record).client() as client:
+            result = deploy.destroy(store, client, record)
+    if result.destroyed:
+        return f"{name}: destroyed {', '.join(result.destroyed)}"
+    return f"{name}: was already gone from the IM; record cleaned up"
 
 
 def add_edge_host(

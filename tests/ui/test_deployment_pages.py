@@ -120,7 +120,7 @@ def test_view_reveal_scale_and_destroy_a_deployment(browser, dashboard, local_im
     assert destroy.is_enabled()
     screenshot(browser, "destroy-confirm")
     submit(browser, "Destroy web")
-    assert browser.find_element(By.ID, "flash").text == "web: destroyed"
+    assert browser.find_element(By.ID, "flash").text.startswith("web: destroyed ")
     assert browser.current_url.split("?")[0] == dashboard.url + "/"
     assert DeploymentStore(resolve_paths().state_db).find("web") is None
     with IMClient(local_im.url, im_user.entries) as client:
