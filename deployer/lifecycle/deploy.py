@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -101,8 +102,6 @@ def tail(text: str, lines: int = CONTMSG_TAIL_LINES) -> str:
 
 
 def landing_margin() -> float:
-    import os
-
     raw = os.environ.get("DEPLOYER_IM_LANDING_MARGIN", "")
     try:
         return float(raw) if raw else LANDING_MARGIN_S
@@ -145,6 +144,11 @@ def submit(
                 f"a deployment named {name!r} already exists with another spec; pick another --name or "
                 "destroy it first"
             )
+        if existing.status in (STATUS_DESTROYING, STATUS_DESTROYED):
+            raise UserError(
+                f"deployment {name!r} is {existing.status}; run `deployer destroy {name}` to finish and "
+                "forget it, then create it again"
+            )
         resumed = _resume(store, client, existing, notify=notify, clock=clock, sleep=sleep)
         if resumed is not None:
             return resumed
@@ -162,12 +166,14 @@ def submit(
             clouds=",".join(clouds or [cloud]),
             insecure=insecure,
             simulated=simulated,
+            # Set before anything is sent, so a process killed at any point leaves a usable deadline.
+            landing_deadline=landing_deadline(client, clock()),
         )
     )
-    return send_create(store, client, store.get(name), tosca, notify=notify, clock=clock, sleep=sleep)
+    return _send_create(store, client, store.get(name), tosca, notify=notify, clock=clock, sleep=sleep)
 
 
-def send_create(
+def _send_create(
     store: DeploymentStore,
     client: IMClient,
     record: DeploymentRecord,

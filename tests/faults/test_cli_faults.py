@@ -118,6 +118,7 @@ def test_bad_answers_are_one_clear_line(deployer, fault_proxy, fault, says):
 
 def test_a_second_writer_fails_fast_until_the_holder_dies_and_wait_lock_waits(deployer, local_im, im_user):
     assert deployer.run(*deployer.create_args("one", "--no-wait")).returncode == 0
+    assert deployer.run(*deployer.create_args("two", "--no-wait")).returncode == 0
     locks = resolve_paths({"DEPLOYER_HOME": str(deployer.home)}).locks_dir
     holder = subprocess.Popen(
         [sys.executable, "-c", (
@@ -134,6 +135,9 @@ def test_a_second_writer_fails_fast_until_the_holder_dies_and_wait_lock_waits(de
         assert busy.returncode == 75
         assert f"deployment 'one' is busy: `deployer scale one` (pid {holder.pid}" in busy.stderr
         assert "--wait-lock" in busy.stderr
+        other = deployer.run("scale", "two", "--group", "wn", "--count", "2", "--no-wait")
+        assert other.returncode == 0, other.stderr  # the lock is per deployment
+        assert deployer.run("status", "one").returncode == 0  # readers never wait
         waiting = deployer.start("scale", "one", "--group", "wn", "--count", "2", "--wait-lock", "--no-wait")
         time.sleep(1.5)
         assert waiting.poll() is None, "it waits while the lock is held"
@@ -145,7 +149,9 @@ def test_a_second_writer_fails_fast_until_the_holder_dies_and_wait_lock_waits(de
             _kill(holder)
     inf_id = deployer.store.get("one").infrastructure_id
     assert _group_vms(local_im, im_user, inf_id) == 2
-    assert deployer.run("destroy", "one", "--yes").returncode == 0
+    assert _group_vms(local_im, im_user, deployer.store.get("two").infrastructure_id) == 2
+    for name in ("one", "two"):
+        assert deployer.run("destroy", name, "--yes").returncode == 0
 
 
 # ---- SIGKILL at each step, then the same command again ----------------------------------------------------
