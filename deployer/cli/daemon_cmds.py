@@ -17,6 +17,7 @@ from deployer.cli import output
 from deployer.cli.context import app_context
 
 if TYPE_CHECKING:
+    from deployer.daemon.credentials import DaemonCredentials
     from deployer.daemon.runner import DaemonSources
 
 app = typer.Typer(no_args_is_help=True)
@@ -70,6 +71,7 @@ def _sources(
         kube_context=context,
         ssh_key=ssh_key or (file.ssh_key if file is not None else None),
         drain_timeout=drain_timeout,
+        token_source=file.token if file is not None else None,
     )
 
 
@@ -210,16 +212,40 @@ def explain(
     infra_id: str | None = _INFRA,
     insecure: bool = _INSECURE,
 ) -> None:
-    """The plan the daemon would carry out now, and why each pending pod is waiting."""
+    """The plan the daemon would carry out now, why each pending pod is waiting, and the state of its
+    access token (when its config names a token source)."""
     from deployer.daemon.report import plan_report
     from deployer.daemon.runner import open_daemon
+    from deployer.errors import DeployerError
 
     paths = app_context(ctx).paths
     sources = _sources(name, config, spec, im_url, auth_file, infra_id, kubeconfig, context, insecure)
-    with open_daemon(paths, sources) as (reconciler, _kube, _resolved):
-        outcome = reconciler.run_once(time.time(), dry_run=True)
+    with open_daemon(paths, sources) as (reconciler, _kube, resolved):
+        credentials = resolved.credentials
+        try:
+            outcome = reconciler.run_once(time.time(), dry_run=True)
+        except DeployerError as err:
+            if credentials is not None:  # no plan without the IM: still say what the token is doing
+                _emit_credentials(credentials, json_out, error=str(err))
+            raise
     report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
+    if credentials is not None and json_out:
+        report["credentials"] = credentials.status().as_dict(time.time())
     _emit(report, json_out)
+    if credentials is not None and not json_out:
+        _emit_credentials(credentials, json_out=False)
+
+
+def _emit_credentials(credentials: DaemonCredentials, json_out: bool, error: str | None = None) -> None:
+    from deployer.daemon.credentials import describe_status
+
+    status = credentials.status()
+    if json_out:
+        output.print_json({"credentials": status.as_dict(time.time()), "error": error})
+        return
+    lines = describe_status(status, time.time())
+    say = output.warn if status.last_error or error else output.info
+    say("credentials: " + "; ".join(lines))
 
 
 INSTALL_HINT = """\
