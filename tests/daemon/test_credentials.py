@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,9 @@ def test_the_daemon_keeps_scaling_across_five_token_lifetimes(
         assert any(low <= u.at < high for u in forwarded), f"no IM call during lifetime {window + 1}"
     assert len({u.token for u in forwarded}) >= 5
     assert all(u.expires is not None and u.expires > u.at for u in forwarded)
+    # Refreshed ahead: every token was replaced before it expired, so there was never a gap.
+    expiries = sorted(issuer.issued.values())
+    assert all(later - lifetime < earlier for earlier, later in pairwise(expiries))
     assert metrics.value("deployer_token_refresh_failures_total") == 0
     assert metrics.value("deployer_token_refreshes_total") >= 5
     assert metrics.value("deployer_reconcile_errors_total", error="NoValidToken") == 0
