@@ -162,9 +162,9 @@ class TokenSource:
         with _file_lock(path):
             settings = replace(
                 self.spec().refresh or RefreshSettings(client_id="", refresh_token=""),
-                refresh_token=_read_secret(path, "refresh token"),
+                refresh_token=read_secret_file(path, "refresh token"),
                 client_secret=(
-                    _read_secret(self.client_secret_file, "client secret")
+                    read_secret_file(self.client_secret_file, "client secret")
                     if self.client_secret_file
                     else None
                 ),
@@ -176,7 +176,8 @@ class TokenSource:
         return grant.access_token
 
 
-def _read_secret(path: Path, what: str) -> str:
+def read_secret_file(path: Path, what: str) -> str:
+    """A one-value secret file (refresh token, client secret), registered for redaction."""
     try:
         value = path.read_text(encoding="utf-8").strip()
     except OSError as err:
