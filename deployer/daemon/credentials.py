@@ -12,7 +12,7 @@ its current token there. The token comes from one of three sources, named in the
   (offline access) kept in a 0600 file. A rotated refresh token is written back (atomically, under a lock,
   so ``daemon explain`` and the daemon may share the file);
 - ``oidc_agent``: ``oidc-token ACCOUNT`` of an oidc-agent running on the front end;
-- ``token_file``: a file that something else rotates; it is re-read whenever it changes.
+- ``token_file``: a file that something else rotates; it is re-read at every use.
 
 Refreshes happen ahead of expiry (``TokenProvider``), failures back off (1 s doubling up to a minute), an
 expired token is never sent, and a 401 from the IM triggers one refresh and one retry (``IMClient``).
@@ -43,10 +43,10 @@ from deployer.adapters.clouds.tokens import (
 )
 from deployer.adapters.im.auth import AuthEntry, load_auth_file
 from deployer.adapters.im.client import IM_AUTH_TYPE
+from deployer.adapters.state.secrets import write_private
 from deployer.daemon.metrics import DaemonMetrics
 from deployer.daemon.timing import Backoff
 from deployer.errors import UserError
-from deployer.logs import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -162,41 +162,18 @@ class TokenSource:
         with _file_lock(path):
             settings = replace(
                 self.spec().refresh or RefreshSettings(client_id="", refresh_token=""),
-                refresh_token=read_secret_file(path, "refresh token"),
+                refresh_token=read_token_file(path, "refresh token"),
                 client_secret=(
-                    read_secret_file(self.client_secret_file, "client secret")
+                    read_token_file(self.client_secret_file, "client secret")
                     if self.client_secret_file
                     else None
                 ),
             )
             grant = refresh_access_token(settings)
             if grant.refresh_token is not None:
-                _write_secret(path, grant.refresh_token)
+                write_private(path, grant.refresh_token + "\n")
                 log.info("the issuer rotated the refresh token: saved the new one in %s", path)
         return grant.access_token
-
-
-def read_secret_file(path: Path, what: str) -> str:
-    """A one-value secret file (refresh token, client secret), registered for redaction."""
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise UserError(f"cannot read the {what} file {path}: {err.strerror}") from None
-    if not value:
-        raise UserError(f"the {what} file {path} is empty; put the {what} in it")
-    register_secret(value)
-    return value
-
-
-def _write_secret(path: Path, value: str) -> None:
-    """Replace ``path`` atomically with a 0600 file holding ``value``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 @contextmanager

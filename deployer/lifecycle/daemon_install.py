@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from deployer.adapters.ansible.inventory import SshTarget, build_inventory, secrets_of
 from deployer.adapters.ansible.runner import PlaybookResult, ProgressEvent, run_playbook
+from deployer.adapters.clouds.tokens import read_token_file
 from deployer.adapters.im.auth import AuthEntry, write_auth_file
 from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
 from deployer.daemon.config import embedded_config
@@ -34,7 +35,6 @@ from deployer.daemon.credentials import (
     ACCESS_TOKEN_PLACEHOLDER,
     TokenSource,
     access_token_fields,
-    read_secret_file,
     with_access_token,
 )
 from deployer.errors import DeployerError, UserError
@@ -203,7 +203,7 @@ def install_daemon(
             ("elastic_daemon_client_secret_file", options.token.client_secret_file, "client secret"),
         ):
             if path is not None:
-                secrets.append(read_secret_file(path, what))  # checks it now, and masks it in the log
+                secrets.append(read_token_file(path, what))  # checks it now, and masks it in the log
                 file_vars[var] = str(path.resolve())
     run_dir = Path(tempfile.mkdtemp(prefix="dp-daemon-"))  # 0700
     try:

@@ -72,7 +72,7 @@ def test_provider_refreshes_near_expiry_and_warns_once_with_the_token_redacted(c
         return token
 
     provider = TokenProvider(
-        TokenSpec(token_file=Path("/unused")),
+        TokenSpec(refresh=RefreshSettings(client_id="c", refresh_token="r")),
         fetch=fetch,
         clock=lambda: clock[0],
         refresh_margin=300,

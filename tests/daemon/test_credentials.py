@@ -34,6 +34,7 @@ from deployer.daemon.reconciler import Reconciler
 from deployer.daemon.runner import DaemonSources, open_daemon, serve
 from deployer.errors import AuthError, RemoteError, UserError
 from deployer.paths import resolve_paths
+from tests.clouds.conftest import make_jwt
 from tests.clouds.oidc_issuer import OIDCIssuer
 from tests.clouds.token_proxy import ExpiringTokenIMProxy
 from tests.daemon.conftest import IMCluster, pending_count, wait_for, worker_vms, write_kubeconfig
@@ -133,7 +134,10 @@ def _serving(sources: DaemonSources, kube_api: FakeKubeAPI) -> Iterator[Reconcil
         assert not thread.is_alive()
 
 
-@pytest.mark.parametrize("lifetime", [3.0, pytest.param(60.0, marks=pytest.mark.slow, id="issue-60s")])
+@pytest.mark.parametrize(
+    "lifetime",
+    [3.0, pytest.param(60.0, marks=[pytest.mark.slow, pytest.mark.timeout(600)], id="issue-60s")],
+)
 def test_the_daemon_keeps_scaling_across_five_token_lifetimes(
     lifetime: float,
     deployer_home: Path,
@@ -398,3 +402,24 @@ def test_the_token_section_of_the_config_file(tmp_path: Path, im_user: IMUser) -
     with pytest.raises(UserError, match="no line takes an access token"):
         DaemonCredentials(plain, TokenSource(source="token_file", token_file=tmp_path / "t"))
     assert load_auth_file(_auth_file(tmp_path, im_user))[0].fields == {"token": ACCESS_TOKEN_PLACEHOLDER}
+
+
+def test_an_oidc_agent_on_the_front_end(
+    tmp_path: Path, im_user: IMUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`oidc-token` of oidc-agent, asked for a token that outlives the refresh margin."""
+    agent_token = make_jwt({"sub": "agent", "iat": time.time(), "exp": time.time() + 900})
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    asked = tmp_path / "asked"
+    script = bindir / "oidc-token"
+    script.write_text(f'#!/bin/sh\necho "$@" > {asked}\necho {agent_token}\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    credentials = DaemonCredentials(
+        _auth_file(tmp_path, im_user), TokenSource(source="oidc_agent", oidc_agent_account="egi")
+    )
+    (im_line, *_) = credentials.entries()
+    assert im_line.fields == {"token": agent_token}
+    assert asked.read_text().split() == ["--time=300", "egi"]
+    assert credentials.status().source == "oidc-agent account egi"

@@ -175,13 +175,15 @@ def oidc_agent_token(account: str, min_valid: float = DEFAULT_REFRESH_MARGIN) ->
     return token
 
 
-def read_token_file(path: Path) -> str:
+def read_token_file(path: Path, what: str = "token") -> str:
+    """A file holding one token (access or refresh token, client secret), registered for redaction."""
     try:
         token = path.read_text(encoding="utf-8").strip()
     except OSError as err:
-        raise UserError(f"cannot read token file {path}: {err.strerror}") from err
+        raise UserError(f"cannot read {what} file {path}: {err.strerror}") from err
     if not token:
-        raise UserError(f"token file {path} is empty")
+        raise UserError(f"{what} file {path} is empty; put the {what} in it")
+    register_secret(token)
     return token
 
 
@@ -329,7 +331,7 @@ class TokenProvider:
 
     A token is refreshed when less than a third of its lifetime is left, at most ``refresh_margin``
     seconds before expiry (a 60 s token 20 s before, an hour-long one 5 min before). A token file is
-    re-read whenever it changes. A failed refresh keeps the current token while it is valid; with a
+    re-read at every use. A failed refresh keeps the current token while it is valid; with a
     ``retry`` policy the next attempt waits (bounded back-off). An expired token is never handed out:
     ``current()`` raises ``NoValidToken`` saying why. Thread-safe: the daemon's loop, its refresher
     thread and a CLI command may share one. ``fetch`` is injectable (default ``fetch_token(spec)``).
@@ -354,7 +356,6 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._token: str | None = None
         self._obtained_at = 0.0
-        self._file_stamp: tuple[int, int] | None = None
         self._warned_for: str | None = None
         self._last_refresh_at: float | None = None
         self._last_error: str | None = None
@@ -427,8 +428,8 @@ class TokenProvider:
             return True
         if not self.spec.refreshable:
             return False
-        if self.spec.token_file is not None and self._file_stamp != _stamp(self.spec.token_file):
-            return True
+        if self.spec.token_file is not None:
+            return True  # a small local file: re-read at every use, so a rotation applies at once
         exp = token_expiry(self._token)
         return exp is not None and exp - now <= self._margin_for(self._token)
 
@@ -446,7 +447,6 @@ class TokenProvider:
 
     def _attempt(self, now: float) -> DeployerError | None:
         """One fetch; returns the error instead of raising (the caller decides whether it matters)."""
-        stamp = _stamp(self.spec.token_file) if self.spec.token_file is not None else None
         try:
             token = self._fetch()
             register_secret(token)
@@ -462,13 +462,13 @@ class TokenProvider:
         self._retry_at = None
         self._failures = 0
         self._last_error = None
-        self._file_stamp = stamp
         if self._retry is not None:
             self._retry.success()
         if token == self._token:
-            # Not renewed yet (a token file nobody rotated, an agent's cached token): look again soon,
-            # not at every call.
-            if self._due(now):
+            # Not renewed although due (a token file nobody rotated yet, an agent's cached token): look
+            # again soon, not at every call.
+            exp = token_expiry(token)
+            if exp is not None and exp - now <= self._margin_for(token):
                 self._retry_at = now + max(0.5, self._margin_for(token) / 4)
             return None
         log.info("access token obtained from %s", self.spec.describe())
@@ -523,12 +523,3 @@ class TokenProvider:
 def _expired(token: str, now: float) -> bool:
     exp = token_expiry(token)
     return exp is not None and exp <= now
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """A token file's (mtime, size): a change means someone rotated it."""
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return (info.st_mtime_ns, info.st_size)
