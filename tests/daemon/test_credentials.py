@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
@@ -100,18 +101,41 @@ def _refresh_source(tmp_path: Path, issuer: OIDCIssuer) -> TokenSource:
     )
 
 
-def _sources(
-    tmp_path: Path, im_user: IMUser, im_cluster: IMCluster, proxy: ExpiringTokenIMProxy, source: TokenSource
-) -> DaemonSources:
-    return DaemonSources(
-        cluster="c1",
-        spec_config=SPEC_CONFIG,
-        im_url=proxy.url,
-        auth_file=_auth_file(tmp_path, im_user),
-        infra_id=im_cluster.infra_id,
-        token_source=source,
-        drain_timeout=5,
-    )
+@dataclass
+class Rig:
+    """The parts of a daemon test: the fake Kubernetes API, the real IM with an infrastructure, an issuer."""
+
+    home: Path  # DEPLOYER_HOME
+    tmp_path: Path
+    kube_api: FakeKubeAPI
+    local_im: RunningIM
+    im_user: IMUser
+    im_cluster: IMCluster
+    issuer_factory: Callable[..., OIDCIssuer]
+
+    def sources(self, proxy: ExpiringTokenIMProxy, source: TokenSource) -> DaemonSources:
+        return DaemonSources(
+            cluster="c1",
+            spec_config=SPEC_CONFIG,
+            im_url=proxy.url,
+            auth_file=_auth_file(self.tmp_path, self.im_user),
+            infra_id=self.im_cluster.infra_id,
+            token_source=source,
+            drain_timeout=5,
+        )
+
+
+@pytest.fixture
+def rig(
+    deployer_home: Path,
+    tmp_path: Path,
+    kube_api: FakeKubeAPI,
+    local_im: RunningIM,
+    im_user: IMUser,
+    im_cluster: IMCluster,
+    issuer_factory: Callable[..., OIDCIssuer],
+) -> Rig:
+    return Rig(deployer_home, tmp_path, kube_api, local_im, im_user, im_cluster, issuer_factory)
 
 
 @contextmanager
@@ -140,28 +164,22 @@ def _serving(sources: DaemonSources, kube_api: FakeKubeAPI) -> Iterator[Reconcil
 )
 def test_the_daemon_keeps_scaling_across_five_token_lifetimes(
     lifetime: float,
-    deployer_home: Path,
-    tmp_path: Path,
-    kube_api: FakeKubeAPI,
-    local_im: RunningIM,
-    im_user: IMUser,
-    im_cluster: IMCluster,
-    issuer_factory: Callable[..., OIDCIssuer],
+    rig: Rig,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("DEBUG", logger="deployer")
-    issuer = issuer_factory(lifetime, rotate=True)
-    source = _refresh_source(tmp_path, issuer)
+    issuer = rig.issuer_factory(lifetime, rotate=True)
+    source = _refresh_source(rig.tmp_path, issuer)
     with (
-        _proxy(local_im, issuer, im_user) as proxy,
-        _serving(_sources(tmp_path, im_user, im_cluster, proxy, source), kube_api) as reconciler,
+        _proxy(rig.local_im, issuer, rig.im_user) as proxy,
+        _serving(rig.sources(proxy, source), rig.kube_api) as reconciler,
     ):
         start = time.time()
         # One scale-up every 1.7 lifetimes: the fourth comes after five lifetimes have gone by.
         for k in range(4):
             time.sleep(max(0.0, start + k * 1.7 * lifetime - time.time()))
-            kube_api.add_pod(f"work-{k}", cpu="1500m", memory="512Mi", unschedulable=True)
-            _until(lambda k=k: len(worker_vms(im_cluster)) == k + 1, 60 + lifetime, f"scale-up {k + 1}")
+            rig.kube_api.add_pod(f"work-{k}", cpu="1500m", memory="512Mi", unschedulable=True)
+            _until(lambda k=k: len(worker_vms(rig.im_cluster)) == k + 1, 60 + lifetime, f"scale-up {k + 1}")
         end = time.time()
         metrics = reconciler.metrics
         assert metrics.value("deployer_token_expiry_seconds") > 0
@@ -189,33 +207,27 @@ def test_the_daemon_keeps_scaling_across_five_token_lifetimes(
     # No token in the logs or under DEPLOYER_HOME.
     secrets = [*issuer.issued, issuer.refresh_token]
     assert not [s for s in secrets if s in caplog.text]
-    for path in deployer_home.rglob("*"):
+    for path in rig.home.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
             assert not [s for s in secrets if s.encode() in data], path
 
 
 def test_an_im_401_triggers_one_refresh_and_one_retry(
-    deployer_home: Path,
-    tmp_path: Path,
-    kube_api: FakeKubeAPI,
-    local_im: RunningIM,
-    im_user: IMUser,
-    im_cluster: IMCluster,
-    issuer_factory: Callable[..., OIDCIssuer],
+    rig: Rig,
 ) -> None:
-    issuer = issuer_factory(600)
-    with _proxy(local_im, issuer, im_user) as proxy:
-        sources = _sources(tmp_path, im_user, im_cluster, proxy, _refresh_source(tmp_path, issuer))
+    issuer = rig.issuer_factory(600)
+    with _proxy(rig.local_im, issuer, rig.im_user) as proxy:
+        sources = rig.sources(proxy, _refresh_source(rig.tmp_path, issuer))
         paths = resolve_paths()
-        with open_daemon(paths, sources, api_client=kube_api.api_client()) as (reconciler, kube, _):
+        with open_daemon(paths, sources, api_client=rig.kube_api.api_client()) as (reconciler, kube, _):
             assert reconciler.run_once(time.time()).errors == []
             assert len(issuer.issued) == 1
-            kube_api.add_pod("work-0", cpu="1500m", unschedulable=True)
+            rig.kube_api.add_pod("work-0", cpu="1500m", unschedulable=True)
             wait_for(kube, lambda s: pending_count(s) == 1)
             proxy.refuse_next = 1  # the IM refuses a token that has not expired (revoked, clock skew)
             up = reconciler.run_once(time.time())
-            assert up.errors == [] and len(worker_vms(im_cluster)) == 1
+            assert up.errors == [] and len(worker_vms(rig.im_cluster)) == 1
             assert len(issuer.issued) == 2 and len(proxy.refused("revoked token")) == 1
 
             # An IM that refuses every token: one renewal and one retry per request, then a clear error.
@@ -227,19 +239,13 @@ def test_an_im_401_triggers_one_refresh_and_one_retry(
 
 
 def test_token_endpoint_down_backs_off_sends_no_expired_token_and_explain_says_why(
-    deployer_home: Path,
-    tmp_path: Path,
-    kube_api: FakeKubeAPI,
-    local_im: RunningIM,
-    im_user: IMUser,
-    im_cluster: IMCluster,
-    issuer_factory: Callable[..., OIDCIssuer],
+    rig: Rig,
 ) -> None:
-    issuer = issuer_factory(2.0)
-    source = _refresh_source(tmp_path, issuer)
-    with _proxy(local_im, issuer, im_user) as proxy:
-        sources = _sources(tmp_path, im_user, im_cluster, proxy, source)
-        with _serving(sources, kube_api) as reconciler:
+    issuer = rig.issuer_factory(2.0)
+    source = _refresh_source(rig.tmp_path, issuer)
+    with _proxy(rig.local_im, issuer, rig.im_user) as proxy:
+        sources = rig.sources(proxy, source)
+        with _serving(sources, rig.kube_api) as reconciler:
             _until(lambda: any(u.refused is None for u in proxy.uses), 30, "a first IM call")
             issuer.mode = "down"
             down_at = time.time()
@@ -256,7 +262,7 @@ def test_token_endpoint_down_backs_off_sends_no_expired_token_and_explain_says_w
             assert reconciler.metrics.value("deployer_reconcile_errors_total", error="NoValidToken") >= 1
 
             # `daemon explain` (another process on the same front end) shows the token and the error.
-            config = _config_file(tmp_path, sources, source, kube_api)
+            config = _config_file(rig.tmp_path, sources, source, rig.kube_api)
             result = CliRunner().invoke(app, ["daemon", "explain", "c1", "--config", str(config), "--json"])
             assert result.exit_code == 3, result.output
             shown = json.loads(result.stdout)
@@ -271,8 +277,10 @@ def test_token_endpoint_down_backs_off_sends_no_expired_token_and_explain_says_w
             )
 
             issuer.mode = "ok"  # the endpoint is back: the daemon recovers on its own
-            kube_api.add_pod("work-0", cpu="1500m", unschedulable=True)
-            _until(lambda: len(worker_vms(im_cluster)) == 1, 90, "a scale-up after the endpoint came back")
+            rig.kube_api.add_pod("work-0", cpu="1500m", unschedulable=True)
+            _until(
+                lambda: len(worker_vms(rig.im_cluster)) == 1, 90, "a scale-up after the endpoint came back"
+            )
             assert reconciler.metrics.value("deployer_token_expiry_seconds") > 0
         words = CliRunner().invoke(app, ["daemon", "explain", "c1", "--config", str(config)])
         assert words.exit_code == 0, words.output
