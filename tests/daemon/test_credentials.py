@@ -266,13 +266,13 @@ def test_token_endpoint_down_backs_off_sends_no_expired_token_and_explain_says_w
             result = CliRunner().invoke(app, ["daemon", "explain", "c1", "--config", str(config), "--json"])
             assert result.exit_code == 3, result.output
             shown = json.loads(result.stdout)
-            assert shown["credentials"]["source"] == "refresh token"
+            assert shown["credentials"]["source"] == f"refresh token at {issuer.issuer}"
             assert "cannot reach the token endpoint" in shown["credentials"]["last_error"]
             assert "cannot reach the token endpoint" in shown["error"]
             words = CliRunner().invoke(app, ["daemon", "explain", "c1", "--config", str(config)])
             assert words.exit_code == 3
             assert (
-                "credentials: access token from refresh token; no token obtained yet; last refresh failed"
+                f"credentials: access token from refresh token at {issuer.issuer}; no token obtained yet; last refresh failed"
                 in (words.stderr)
             )
 
@@ -284,8 +284,25 @@ def test_token_endpoint_down_backs_off_sends_no_expired_token_and_explain_says_w
             assert reconciler.metrics.value("deployer_token_expiry_seconds") > 0
         words = CliRunner().invoke(app, ["daemon", "explain", "c1", "--config", str(config)])
         assert words.exit_code == 0, words.output
-        assert "credentials: access token from refresh token; expires in" in words.stderr
+        assert f"credentials: access token from refresh token at {issuer.issuer}; expires in" in words.stderr
     assert proxy.refused() == []
+
+
+def test_a_revoked_refresh_token_stops_scaling_with_a_clear_error_not_a_crash(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    issuer = rig.issuer_factory(2.0)
+    with _proxy(rig.local_im, issuer, rig.im_user) as proxy:
+        with _serving(rig.sources(proxy, _refresh_source(rig.tmp_path, issuer)), rig.kube_api) as reconciler:
+            _until(lambda: any(u.refused is None for u in proxy.uses), 30, "a first IM call")
+            issuer.revoke_all()  # the user logged out everywhere, or the offline token was revoked
+            time.sleep(max(0.0, max(issuer.issued.values()) - time.time()))  # the last token runs out
+            rig.kube_api.add_pod("work-0", cpu="1500m", unschedulable=True)
+            time.sleep(3)
+            errors = reconciler.metrics.value("deployer_reconcile_errors_total", error="NoValidToken")
+        assert errors >= 1  # rounds go on (the loop survived), each one skipped before the IM
+    assert proxy.refused() == [] and worker_vms(rig.im_cluster) == []
+    assert "the token endpoint refused the refresh token: Token is not active" in caplog.text
 
 
 def _config_file(tmp_path: Path, sources: DaemonSources, source: TokenSource, kube_api: FakeKubeAPI) -> Path:

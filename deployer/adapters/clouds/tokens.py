@@ -146,7 +146,8 @@ class TokenSpec:
             return f"oidc-agent account {self.oidc_agent_account}"
         if self.token_file:
             return f"token file {self.token_file}"
-        return "refresh token"
+        where = self.refresh and (self.refresh.issuer or self.refresh.token_endpoint)
+        return f"refresh token at {where}" if where else "refresh token"
 
     @property
     def refreshable(self) -> bool:
