@@ -248,7 +248,7 @@ def refresh_access_token(settings: RefreshSettings, session: Any | None = None) 
     body = _json_or_empty(reply)
     token = body.get("access_token")
     if not isinstance(token, str) or not token or any(ch.isspace() for ch in token):
-        kind = reply.headers.get("Content-Type", "no content type").split(";")[0]
+        kind = reply.headers.get("Content-Type", "no content type").split(";")[0][:60]
         raise RemoteError(f"the token endpoint answered HTTP 200 without an access_token ({kind})")
     rotated = body.get("refresh_token")
     rotated = rotated if isinstance(rotated, str) and rotated and rotated != settings.refresh_token else None
