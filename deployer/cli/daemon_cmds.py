@@ -17,6 +17,7 @@ from deployer.cli import output
 from deployer.cli.context import app_context
 
 if TYPE_CHECKING:
+    from deployer.daemon.credentials import DaemonCredentials
     from deployer.daemon.runner import DaemonSources
 
 app = typer.Typer(no_args_is_help=True)
@@ -70,6 +71,7 @@ def _sources(
         kube_context=context,
         ssh_key=ssh_key or (file.ssh_key if file is not None else None),
         drain_timeout=drain_timeout,
+        token_source=file.token if file is not None else None,
     )
 
 
@@ -210,16 +212,40 @@ def explain(
     infra_id: str | None = _INFRA,
     insecure: bool = _INSECURE,
 ) -> None:
-    """The plan the daemon would carry out now, and why each pending pod is waiting."""
+    """The plan the daemon would carry out now, why each pending pod is waiting, and the state of its
+    access token (when its config names a token source)."""
     from deployer.daemon.report import plan_report
     from deployer.daemon.runner import open_daemon
+    from deployer.errors import DeployerError
 
     paths = app_context(ctx).paths
     sources = _sources(name, config, spec, im_url, auth_file, infra_id, kubeconfig, context, insecure)
-    with open_daemon(paths, sources) as (reconciler, _kube, _resolved):
-        outcome = reconciler.run_once(time.time(), dry_run=True)
+    with open_daemon(paths, sources) as (reconciler, _kube, resolved):
+        credentials = resolved.credentials
+        try:
+            outcome = reconciler.run_once(time.time(), dry_run=True)
+        except DeployerError as err:
+            if credentials is not None:  # no plan without the IM: still say what the token is doing
+                _emit_credentials(credentials, json_out, error=str(err))
+            raise
     report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
+    if credentials is not None and json_out:
+        report["credentials"] = credentials.status().as_dict(time.time())
     _emit(report, json_out)
+    if credentials is not None and not json_out:
+        _emit_credentials(credentials, json_out=False)
+
+
+def _emit_credentials(credentials: DaemonCredentials, json_out: bool, error: str | None = None) -> None:
+    from deployer.daemon.credentials import describe_status
+
+    status = credentials.status()
+    if json_out:
+        output.print_json({"credentials": status.as_dict(time.time()), "error": error})
+        return
+    lines = describe_status(status, time.time())
+    say = output.warn if status.last_error or error else output.info
+    say("credentials: " + "; ".join(lines))
 
 
 INSTALL_HINT = """\
@@ -267,20 +293,55 @@ def install(
     insecure_host_keys: bool = typer.Option(
         False, "--insecure-host-keys", help="Skip SSH host key checking for this run (lab and test hosts)."
     ),
+    refresh_token_file: Path | None = typer.Option(
+        None,
+        "--refresh-token-file",
+        help="File holding an OIDC refresh token (offline access): copied 0600 to the front end, where the "
+        "daemon uses it to refresh its own access token. Needs --issuer and --client-id.",
+    ),
+    issuer: str | None = typer.Option(None, "--issuer", help="OIDC issuer URL of the refresh token."),
+    token_endpoint: str | None = typer.Option(
+        None, "--token-endpoint", help="The issuer's token endpoint (default: OpenID discovery)."
+    ),
+    client_id: str | None = typer.Option(None, "--client-id", help="OIDC client the refresh token is for."),
+    client_secret_file: Path | None = typer.Option(
+        None, "--client-secret-file", help="File holding that client's secret, if it has one (copied 0600)."
+    ),
+    scope: str | None = typer.Option(None, "--scope", help="Scopes to ask for at each refresh."),
+    oidc_agent_account: str | None = typer.Option(
+        None, "--oidc-agent-account", help="Get tokens from this account of an oidc-agent on the front end."
+    ),
+    token_file: str | None = typer.Option(
+        None, "--token-file", help="Read tokens from this file ON THE FRONT END, rotated by something else."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Install the daemon on the cluster's front end: its config, IM credentials (0600) and systemd units."""
+    """Install the daemon on the cluster's front end: its config, IM credentials (0600) and systemd units.
+
+    With --refresh-token-file, --oidc-agent-account or --token-file, the daemon refreshes its own access
+    token on the front end instead of using a copy of today's (which expires within the hour)."""
     from deployer.cli.playbooks import load_vars_file, playbook_progress
     from deployer.lifecycle import daemon_install
     from deployer.lifecycle.edge import explicit_front
 
     ac = app_context(ctx)
+    token = daemon_install.token_install(
+        refresh_token_file=refresh_token_file,
+        issuer=issuer,
+        token_endpoint=token_endpoint,
+        client_id=client_id,
+        client_secret_file=client_secret_file,
+        scope=scope,
+        oidc_agent_account=oidc_agent_account,
+        token_file=token_file,
+    )
     options = daemon_install.DaemonInstallOptions(
         run_mode="service" if service else "timer",
         interval=interval,
         im_url=im_url,
         extra_vars=load_vars_file(vars_file),
         host_key_checking=not insecure_host_keys,
+        token=token,
     )
     target = explicit_front(front, user=front_user, key_file=front_key) if front else None
     result = daemon_install.install_daemon(

@@ -26,6 +26,7 @@ from deployer.adapters.power.im import IMPowerManager
 from deployer.core.elasticity.from_spec import edge_node_name, groups_from_spec, settings_from_spec
 from deployer.core.elasticity.model import ElasticitySettings, GroupKind, NodeGroup
 from deployer.core.spec import ClusterSpec, validate_spec
+from deployer.daemon.credentials import TokenSource
 from deployer.daemon.loop import LoopSettings
 from deployer.errors import UserError
 
@@ -72,9 +73,10 @@ def spec_from_config(config: Mapping[str, Any], cluster: str) -> ClusterSpec:
 class DaemonFile:
     """``daemon run --config FILE``: what the ``elastic_daemon`` Ansible role writes on the front end.
 
-    ``cluster`` and ``credentials_file`` (an IM auth file) at the top; under ``settings``: ``im_url``,
-    ``infrastructure_id``, ``spec`` (the embedded elasticity config), and optionally ``kubeconfig``,
-    ``ssh_key`` and ``insecure``.
+    ``cluster`` and ``credentials_file`` (an IM auth file) at the top, and optionally ``token`` (where
+    the daemon gets fresh access tokens for that file's token fields, ``deployer.daemon.credentials``);
+    under ``settings``: ``im_url``, ``infrastructure_id``, ``spec`` (the embedded elasticity config), and
+    optionally ``kubeconfig``, ``ssh_key`` and ``insecure``.
     """
 
     cluster: str | None
@@ -85,6 +87,7 @@ class DaemonFile:
     kubeconfig: Path | None
     ssh_key: str | None
     insecure: bool
+    token: TokenSource | None = None
 
 
 _SETTINGS_KEYS = frozenset({"im_url", "infrastructure_id", "spec", "kubeconfig", "ssh_key", "insecure"})
@@ -121,6 +124,7 @@ def read_daemon_file(path: Path) -> DaemonFile:
         kubeconfig=optional_path(settings.get("kubeconfig")),
         ssh_key=settings.get("ssh_key"),
         insecure=bool(settings.get("insecure", False)),
+        token=TokenSource.from_mapping(data["token"], str(path)) if data.get("token") else None,
     )
 
 

@@ -23,6 +23,9 @@ _HELP = {
     "deployer_reconcile_errors_total": ("counter", "Reconcile rounds that failed, by error class."),
     "deployer_power_call_seconds": ("summary", "Latency of power-manager calls (IM, Wake-on-LAN, SSH)."),
     "deployer_power_call_errors_total": ("counter", "Failed power-manager calls, by backend and operation."),
+    "deployer_token_expiry_seconds": ("gauge", "Seconds left on the IM access token (below 0: expired)."),
+    "deployer_token_refreshes_total": ("counter", "New IM access tokens obtained."),
+    "deployer_token_refresh_failures_total": ("counter", "Failed attempts to refresh the IM access token."),
 }
 
 

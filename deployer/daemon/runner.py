@@ -23,6 +23,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from deployer.adapters.im.auth import AuthEntry, load_auth_file
+from deployer.adapters.im.client import IMClient
 from deployer.adapters.kube import KubeCluster, LeaderElector, make_api_client
 from deployer.adapters.state.history import ElasticityHistory
 from deployer.adapters.state.nodes import NodeStateStore
@@ -37,6 +38,7 @@ from deployer.daemon.config import (
     spec_from_config,
     spec_from_tosca,
 )
+from deployer.daemon.credentials import DaemonCredentials, TokenSource
 from deployer.daemon.loop import DaemonLoop, LoopStats
 from deployer.daemon.metrics import MetricsServer
 from deployer.daemon.reconciler import Reconciler
@@ -61,6 +63,7 @@ class DaemonSources:
     kube_context: str | None = None
     ssh_key: str | None = None
     drain_timeout: float = 120.0
+    token_source: TokenSource | None = None  # fills the auth file's token fields with fresh tokens
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Resolved:
     im_url: str | None
     infra_id: str | None
     auth: AuthProvider | None
+    credentials: DaemonCredentials | None = None
 
 
 def lock_path(paths: Paths, cluster: str) -> Path:
@@ -94,6 +98,15 @@ def resolve(paths: Paths, sources: DaemonSources, *, auth_provider: AuthProvider
     im_url = sources.im_url or (record.im_url if record is not None else None)
     infra_id = sources.infra_id or (record.infrastructure_id if record is not None else None)
     auth = auth_provider
+    credentials = None
+    if sources.token_source is not None:
+        if sources.auth_file is None:
+            raise UserError(
+                "a token source needs the auth file whose token fields it fills: credentials_file in the "
+                "config (or --auth-file)"
+            )
+        credentials = DaemonCredentials(sources.auth_file, sources.token_source)
+        auth = credentials.entries
     if auth is None and sources.auth_file is not None:
         auth_file = sources.auth_file
         auth = lambda: load_auth_file(auth_file)  # noqa: E731 - re-read: tokens in the file get rotated
@@ -103,14 +116,17 @@ def resolve(paths: Paths, sources: DaemonSources, *, auth_provider: AuthProvider
         auth = lambda: endpoint_for_record(paths, record, im_url=sources.im_url).entries  # noqa: E731
         if sources.im_url is None:
             im_url = endpoint_for_record(paths, record).im_url  # the local IM may have moved port
-    return Resolved(spec, daemon_plan(spec, sources.cluster), im_url, infra_id, auth)
+    return Resolved(spec, daemon_plan(spec, sources.cluster), im_url, infra_id, auth, credentials)
 
 
 def build_reconciler(
     paths: Paths, sources: DaemonSources, resolved: Resolved, cluster: KubeCluster
 ) -> Reconciler:
-    im = None
-    if resolved.im_url is not None and resolved.auth is not None:
+    im: IMClient | RefreshingIMClient | None = None
+    if resolved.im_url is not None and resolved.credentials is not None:
+        # Fresh token before every request, one renewal and retry after a 401.
+        im = IMClient(resolved.im_url, (), verify=not sources.insecure, credentials=resolved.credentials)
+    elif resolved.im_url is not None and resolved.auth is not None:
         im = RefreshingIMClient(resolved.im_url, resolved.auth, verify=not sources.insecure)
     managers = power_managers(
         resolved.plan.groups,
@@ -165,6 +181,8 @@ def serve(
     """Run the event loop until ``stop`` is set. With ``leader_namespace``, compete for the Lease
     ``deployer-daemon-<cluster>`` there and act only while leading."""
     with ExitStack() as stack:
+        if resolved.credentials is not None:
+            stack.enter_context(resolved.credentials.refreshing(reconciler.metrics))
         if metrics_port is not None:
             server = MetricsServer(reconciler.metrics, metrics_port, metrics_host).start()
             stack.callback(server.stop)

@@ -15,8 +15,9 @@ from urllib.parse import parse_qs
 import pytest
 
 from deployer.adapters.clouds import tokens
-from deployer.adapters.clouds.tokens import RefreshSettings, TokenProvider, TokenSpec
-from deployer.errors import AuthError, UserError
+from deployer.adapters.clouds.tokens import NoValidToken, RefreshSettings, TokenProvider, TokenSpec
+from deployer.daemon.timing import Backoff
+from deployer.errors import AuthError, RemoteError, UserError
 from deployer.logs import MASK, redact
 from tests.clouds.conftest import make_jwt
 
@@ -71,7 +72,7 @@ def test_provider_refreshes_near_expiry_and_warns_once_with_the_token_redacted(c
         return token
 
     provider = TokenProvider(
-        TokenSpec(token_file=Path("/unused")),
+        TokenSpec(refresh=RefreshSettings(client_id="c", refresh_token="r")),
         fetch=fetch,
         clock=lambda: clock[0],
         refresh_margin=300,
@@ -225,3 +226,54 @@ def test_refresh_token_grant_against_a_loopback_issuer(token_endpoint):
     with pytest.raises(AuthError, match="Token is not active") as err:
         tokens.fetch_token(TokenSpec(refresh=bad))
     assert "revoked-refresh-token" not in str(err.value)
+
+
+def test_refresh_ahead_scales_with_the_lifetime_and_failed_refreshes_back_off():
+    clock = [NOW]
+    answer: list[str | Exception] = []  # what the source gives on every call from now on
+    calls: list[float] = []
+
+    def fetch() -> str:
+        calls.append(clock[0])
+        if isinstance(answer[0], Exception):
+            raise answer[0]
+        return answer[0]
+
+    def jwt(lifetime: float) -> str:
+        return make_jwt({"iat": clock[0], "exp": clock[0] + lifetime})
+
+    provider = TokenProvider(
+        TokenSpec(refresh=RefreshSettings(client_id="c", refresh_token="r")),
+        fetch=fetch,
+        clock=lambda: clock[0],
+        retry=Backoff(base=1, maximum=16),
+    )
+    answer.append(jwt(60))
+    first = provider.current()
+    clock[0] += 39  # 21 s left of 60: a third of the lifetime is 20 s, not due yet
+    assert provider.current() == first and len(calls) == 1
+    clock[0] += 2  # 19 s left: due; the endpoint fails, the valid token stays in use
+    answer[0] = RemoteError("the token endpoint answered HTTP 503")
+    assert provider.current() == first
+    status = provider.status()
+    assert (status.consecutive_failures, status.next_attempt_at) == (1, clock[0] + 1)
+    assert status.last_error == "the token endpoint answered HTTP 503"
+    for wait in (0.5, 0.6, 2, 4, 8):  # tries 1.1, 3.1, 7.1 and 15.1 s later (back-off 1, 2, 4, 8)
+        clock[0] += wait
+        answer[0] = RemoteError("down")
+        provider.maintain()
+    assert len(calls) == 6 and provider.status().consecutive_failures == 5
+    clock[0] += 5  # past expiry, backing off (16 s): no call, and no expired token handed out
+    with pytest.raises(NoValidToken, match=r"expired .* could not be refreshed: down"):
+        provider.current()
+    assert len(calls) == 6
+    clock[0] += 11
+    answer[0] = jwt(3600)
+    second = provider.current()
+    assert second != first and provider.status().last_error is None
+    assert provider.status().refreshes == 2 and provider.status().refresh_failures == 5
+    clock[0] += 3600 - 301  # an hour-long token: refreshed at most 5 min (the cap) before expiry
+    assert provider.current() == second
+    clock[0] += 2
+    answer[0] = jwt(3600)
+    assert provider.current() != second and len(calls) == 8

@@ -7,19 +7,25 @@ from __future__ import annotations
 import json
 import stat
 import tempfile
+import time
 from pathlib import Path
+from secrets import token_urlsafe
 
 import pytest
 
+from deployer.adapters.im.auth import AuthEntry, load_auth_file, write_auth_file
+from deployer.adapters.im.client import IM_AUTH_TYPE
 from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
 from deployer.core.elasticity.from_spec import groups_from_spec
 from deployer.core.spec import ClusterSpec, fill_secrets, validate_spec
 from deployer.daemon.config import read_daemon_file, spec_from_config
+from deployer.daemon.credentials import ACCESS_TOKEN_PLACEHOLDER, TokenSource
 from deployer.lifecycle.daemon_install import install_after_create, install_daemon
 from deployer.lifecycle.prepare import render_prepared
 from deployer.logs import MASK
 from deployer.paths import resolve_paths
 from tests.ansible.cli import deployer
+from tests.clouds.conftest import make_jwt
 from tests.daemon.conftest import IMCluster
 from tests.fixtures.im_server import IMUser, RunningIM
 from tests.fixtures.netns import HostFactory
@@ -145,3 +151,67 @@ def test_an_unknown_deployment_is_a_user_error(deployer_home: Path) -> None:
     assert done.returncode == 1
     assert "no deployment named 'nope'" in done.stderr
     assert _ansible_logs() == []
+
+
+@pytest.mark.im
+@pytest.mark.netns
+@pytest.mark.slow
+def test_install_with_a_refresh_token_ships_it_0600_and_not_todays_access_token(
+    deployer_home: Path,
+    tmp_path: Path,
+    local_im: RunningIM,
+    im_cluster: IMCluster,
+    netns_hosts: HostFactory,
+) -> None:
+    (front,) = netns_hosts(1)
+    access = make_jwt({"sub": "install-check", "exp": time.time() + 3600})
+    auth = tmp_path / "auth.dat"
+    write_auth_file(auth, [AuthEntry(IM_AUTH_TYPE, None, {"token": access}), AuthEntry("Dummy", "dummy", {})])
+    _record("tokened", im_cluster.spec, local_im.url, im_cluster.infra_id, auth)
+    refresh = tmp_path / "refresh-token"
+    refresh.write_text(f"rt-{token_urlsafe(24)}\n")
+    refresh.chmod(0o600)
+    vars_file = tmp_path / "vars.yml"
+    vars_file.write_text("elastic_daemon_install: false\nelastic_daemon_service_mode: none\n")
+    target = ("--front", front.address, "--front-key", str(front.ssh_key), "--insecure-host-keys")
+    done = deployer(
+        deployer_home,
+        *("daemon", "install", "tokened", *target, "--vars-file", str(vars_file), "--json"),
+        *("--refresh-token-file", str(refresh), "--issuer", "https://aai.egi.eu/auth/realms/egi"),
+        *("--client-id", "token-portal"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "ok"
+
+    config = front.path("/etc/deployer/daemon.yaml")
+    assert read_daemon_file(config).token == TokenSource(
+        source="refresh_token",
+        refresh_token_file=Path("/etc/deployer/refresh_token"),
+        issuer="https://aai.egi.eu/auth/realms/egi",
+        client_id="token-portal",
+    )
+    shipped = front.path("/etc/deployer/refresh_token")
+    assert shipped.read_text() == refresh.read_text()
+    assert stat.S_IMODE(shipped.stat().st_mode) == 0o600
+    front_auth = front.path("/etc/deployer/auth.dat")
+    assert [e.fields for e in load_auth_file(front_auth)] == [{"token": ACCESS_TOKEN_PLACEHOLDER}, {}]
+    # Neither today's access token (it would expire) nor the refresh token anywhere else.
+    refresh_token = refresh.read_text().strip()
+    (log,) = _ansible_logs()
+    elsewhere = [log.read_text(), config.read_text(), front_auth.read_text(), done.stdout + done.stderr]
+    assert not [text for text in elsewhere if access in text or refresh_token in text]
+    for path in deployer_home.rglob("*"):
+        if path.is_file():
+            assert (
+                access.encode() not in path.read_bytes() and refresh_token.encode() not in path.read_bytes()
+            )
+
+    # Two sources at once, or refresh settings without a refresh token: one line, nothing run.
+    for flags, said in [
+        (("--token-file", "/run/token", "--oidc-agent-account", "egi"), "are alternatives"),
+        (("--client-id", "x"), "--client-id belongs to a refresh token"),
+        (("--refresh-token-file", str(refresh)), "needs token.client_id"),
+    ]:
+        bad = deployer(deployer_home, "daemon", "install", "tokened", *target, *flags)
+        assert bad.returncode == 1 and said in bad.stderr, bad.stderr
+    assert len(_ansible_logs()) == 1

@@ -17,9 +17,9 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -75,6 +75,18 @@ def tag_in(text: str) -> str | None:
     return None
 
 
+class Credentials(Protocol):
+    """Short-lived credentials (OIDC access tokens) that the client asks for before every request."""
+
+    def entries(self) -> Sequence[AuthEntry]:
+        """The auth entries to send now; raises rather than return an expired token."""
+        ...
+
+    def renewed(self, rejected: Sequence[AuthEntry]) -> Sequence[AuthEntry] | None:
+        """The IM answered 401 to ``rejected``: new entries to retry with once, or None."""
+        ...
+
+
 @dataclass(frozen=True)
 class InfraState:
     """``GET /infrastructures/<id>/state``: the overall state and one state per VM id."""
@@ -101,12 +113,15 @@ class IMClient:
         backoff_base: float = 0.25,
         backoff_cap: float = 4.0,
         sleep: Callable[[float], None] = time.sleep,
+        credentials: Credentials | None = None,
     ) -> None:
+        """``credentials``, when given, replaces ``entries`` before every request and renews them once
+        after a 401 (the IM refused the request, so repeating it is safe even for a POST)."""
         self.url = url.rstrip("/")
-        self.entries = list(entries)
-        for entry in self.entries:
-            for secret in entry.secret_values():
-                register_secret(secret)
+        self._credentials = credentials
+        self._session = requests.Session()
+        self._session.headers["Accept"] = "application/json"
+        self._use(entries)
         if verify is False:
             log.warning(
                 "TLS verification is OFF for %s (--insecure): anyone on the path can read credentials", url
@@ -117,9 +132,13 @@ class IMClient:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._sleep = sleep
-        self._session = requests.Session()
+
+    def _use(self, entries: Iterable[AuthEntry]) -> None:
+        self.entries = list(entries)
+        for entry in self.entries:
+            for secret in entry.secret_values():
+                register_secret(secret)
         self._session.headers["Authorization"] = auth_header(self.entries)
-        self._session.headers["Accept"] = "application/json"
 
     @property
     def read_timeout(self) -> float:
@@ -140,14 +159,30 @@ class IMClient:
     def _send(
         self, method: str, path: str, *, what: str, template: bool = False, **kwargs: Any
     ) -> requests.Response:
-        """One HTTP exchange, with errors mapped. No retry here. ``template``: the body is a TOSCA.
+        """One HTTP exchange, with errors mapped. No retry here (but one after a 401 with renewed
+        credentials: a refused request had no effect, so this is safe even for a POST). ``template``: the
+        body is a TOSCA.
 
         ``NotDelivered`` when the request surely never left (refused, connect timeout); any other failure
         after it may have left is a plain ``TransientError``: the IM may have acted on it.
         """
         kwargs.setdefault("timeout", self._timeout)
+        if self._credentials is not None:
+            self._use(self._credentials.entries())
+        response = self._exchange(method, path, what=what, **kwargs)
+        if response.status_code == 401 and self._credentials is not None:
+            renewed = self._credentials.renewed(self.entries)
+            if renewed is not None:
+                log.info("the IM refused the credentials (401) to %s: renewed them, trying once more", what)
+                self._use(renewed)
+                response = self._exchange(method, path, what=what, **kwargs)
+        if response.status_code >= 400:
+            raise self._error(response, what, template=template)
+        return response
+
+    def _exchange(self, method: str, path: str, *, what: str, **kwargs: Any) -> requests.Response:
         try:
-            response = self._session.request(method, self.url + path, verify=self._verify, **kwargs)
+            return self._session.request(method, self.url + path, verify=self._verify, **kwargs)
         except requests.exceptions.SSLError as err:
             raise RemoteError(
                 f"TLS verification of {self.url} failed ({err.__class__.__name__}); fix the certificate "
@@ -156,9 +191,6 @@ class IMClient:
         except requests.RequestException as err:
             kind = NotDelivered if _not_sent(err) else TransientError
             raise kind(f"cannot {what}: the IM at {self.url} did not answer ({_reason(err)})") from err
-        if response.status_code >= 400:
-            raise self._error(response, what, template=template)
-        return response
 
     def _request(self, method: str, path: str, *, what: str, **kwargs: Any) -> requests.Response:
         """A call that is safe to repeat: retried on transient failures with jittered backoff."""
