@@ -110,6 +110,7 @@ class Reconciler:
         self.metrics = metrics or DaemonMetrics()
         # Learnt node templates; a group whose nodes are all gone keeps its last one (no boot loop).
         self.templates: dict[str, Resources] = {}
+        self._first_round = True
         self._actuator = Actuator(
             cluster,
             groups,
@@ -137,6 +138,7 @@ class Reconciler:
         machines = self._machines()
         state = self._identify(state, machines)
         state = self._resume_marked(state, snapshot, machines, now)
+        self._first_round = False
         state, adopted = self._adopt(state, machines, now)
         members = {record.name: record.group for record in state.records.values()}
         self.templates.update(observed_shapes(snapshot, self.groups, members))
@@ -185,7 +187,8 @@ class Reconciler:
         self, state: ElasticityState, snapshot: Snapshot, machines: _Machines, now: float
     ) -> ElasticityState:
         """Resume the removals that the Nodes say are under way but our records do not (another replica, or
-        a lost database, started them): the drain is sent again (it is idempotent), then the power-off."""
+        a lost database, started them), and, at start-up, the power-offs a previous run sent: the drain is
+        sent again (it is idempotent), then the power-off."""
         vm_group = {
             machines.node_of[vm.name]: group
             for group, group_vms in machines.vms.items()
@@ -194,6 +197,15 @@ class Reconciler:
         }
         kinds = {group.name: group.kind for group in self.groups}
         records = dict(state.records)
+        present = {node.name for node in snapshot.nodes}
+        with_vm = set(machines.node_of.values())
+        for name, record in state.records.items():
+            # A power-off sent before a restart may never have reached the IM, and one whose VM is gone
+            # only waits for its Node to be deleted: neither waits for ``power_off_timeout``.
+            cloud = kinds.get(record.group) is GroupKind.CLOUD
+            sent = record.phase is NodePhase.POWERING_OFF and cloud and name in present
+            if sent and (self._first_round or name not in with_vm):
+                records[name] = replace(record, phase=NodePhase.DRAINING, since=now)
         for node in snapshot.nodes:
             if node.annotations.get(SCALE_DOWN_ANNOTATION) not in (DRAINING, POWERING_OFF):
                 continue

@@ -113,26 +113,36 @@ def _wait_configured(client: IMClient, infra_id: str, timeout: float = 60) -> No
         time.sleep(0.3)
 
 
-@pytest.fixture
-def im_cluster(local_im, im_user) -> Iterator[IMCluster]:
-    """A fresh infrastructure on the real local IM: the front end (VM 0) and an empty worker group."""
-    data = {
-        "name": f"d{secrets.token_hex(3)}",
+def worker_group_data(name: str, **elasticity: object) -> dict:
+    """A spec (as data) with a front end on the local IM's Dummy cloud and one empty worker group ``wn``."""
+    return {
+        "name": name,
         "cloud": "local",
         "oscar": {"enabled": False},
-        "elasticity": {"idle_time": 60},
+        "elasticity": {"idle_time": 60, **elasticity},
         "worker_groups": [{"name": "wn", "min": 0, "max": 4, "initial": 0}],
     }
+
+
+def create_im_cluster(im_url: str, entries: list, data: dict) -> IMCluster:
+    """Create the infrastructure of spec ``data`` on the IM and wait until it is configured."""
     spec, _ = fill_secrets(validate_spec(data), {}, lambda *_, **__: secrets.token_urlsafe(12))
-    client = IMClient(local_im.url, im_user.entries, retries=1)
+    client = IMClient(im_url, entries, retries=1)
     infra_id = client.create(
         render_prepared(spec, deployment_tag=spec.name).tosca, deployment_tag=str(spec.name)
     )
     _wait_configured(client, infra_id)
     (group,) = groups_from_spec(spec)
-    yield IMCluster(spec, infra_id, client, group)
-    client.destroy(infra_id)
-    client.close()
+    return IMCluster(spec, infra_id, client, group)
+
+
+@pytest.fixture
+def im_cluster(local_im, im_user) -> Iterator[IMCluster]:
+    """A fresh infrastructure on the real local IM: the front end (VM 0) and an empty worker group."""
+    cluster = create_im_cluster(local_im.url, im_user.entries, worker_group_data(f"d{secrets.token_hex(3)}"))
+    yield cluster
+    cluster.client.destroy(cluster.infra_id)
+    cluster.client.close()
 
 
 def worker_vms(im: IMCluster) -> list[str]:

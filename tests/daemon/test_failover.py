@@ -4,7 +4,6 @@ let any replica resume a drain another one started, and scale-ups do not wait be
 from __future__ import annotations
 
 import threading
-import time
 
 from deployer.adapters.state.nodes import NodeStateStore
 from deployer.core.elasticity.model import (
