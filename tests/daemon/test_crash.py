@@ -6,13 +6,25 @@ failover: two daemons with leader election, the leader killed mid-drain."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.daemon.conftest import create_im_cluster, worker_group_data, worker_vms
-from tests.daemon.crash import SCALE_DOWN_STEPS, SCALE_UP_STEPS, Daemon, KillSwitch, World, run_scenario
+from tests.daemon.crash import (
+    SCALE_DOWN_STEPS,
+    SCALE_UP_STEPS,
+    ControlPlane,
+    Daemon,
+    KillSwitch,
+    World,
+    measure,
+    prepare,
+    run_scenario,
+    settled,
+)
 from tests.daemon.im_proxy import IMProxy
 
 pytestmark = pytest.mark.im
@@ -59,52 +71,50 @@ def test_killed_at_every_step_of_a_scale_down(world: World, im_user) -> None:
     assert world.api.get("Pod", "default", "web-0") is None  # the underused node's pod was evicted
 
 
-def test_the_leader_killed_mid_drain_is_replaced_without_a_cordoned_node_or_a_second_vm(
+def test_leaders_killed_mid_scale_up_and_mid_drain_leave_no_cordoned_node_and_no_second_vm(
     world: World, im_user
 ) -> None:
-    from tests.daemon.crash import SCALE_DOWN_STEPS as steps
-    from tests.daemon.crash import ControlPlane, measure, prepare, settled
-
     prepare(world, "scale-down", im_user.entries)
-    world.api.add_pod("work-0", cpu="1850m", memory="256Mi", unschedulable=True)  # fits no node
+    world.api.add_pod("work-0", cpu="1850m", memory="256Mi", unschedulable=True)  # fits no node: a new VM
     plane = ControlPlane(world.api, world.im).start()
     switch = KillSwitch(world.proxy, world.api)
-    leader = Daemon(world.argv(leader=True), world.home)
-    standby_home = world.home.parent / "standby-home"
-    standby_home.mkdir()
-    standby = Daemon(
-        World(world.im, world.im_url, world.auth_file, world.api, world.proxy, standby_home).argv(
-            leader=True
-        ),
-        standby_home,
-    )
-    eviction = next(step for step in steps if step.name == "eviction-made")
+    other_home = world.home.parent / "other-home"
+    other_home.mkdir()
+    other = World(world.im, world.im_url, world.auth_file, world.api, world.proxy, other_home)
+    steps = {step.name: step for step in SCALE_DOWN_STEPS + SCALE_UP_STEPS}
+    before = {node["metadata"]["name"] for node in world.api.list("Node")}
+    replicas = [Daemon(world.argv(leader=True), world.home), Daemon(other.argv(leader=True), other_home)]
     try:
-        switch.arm(eviction, leader)
-        leader.start()
-        assert switch.fired.wait(60), "the leader never drained"
-        assert not leader.alive
-        standby.start()  # it has its own, empty, database: only the cluster tells it what was going on
-        node_names = {n["metadata"]["name"] for n in world.api.list("Node")}
-        cordoned = [n for n in world.api.list("Node") if n["spec"].get("unschedulable")]
-        assert len(cordoned) == 1  # killed mid-drain
-
-        import time
-
+        # Replica A leads and scales up; it dies once the IM made the VM, before it could record it.
+        switch.arm(steps["after-im-add"], replicas[0])
+        replicas[0].start()
+        assert switch.fired.wait(60), "replica A never scaled up"
+        # Replica B (its own, empty, database) takes the expired Lease, adopts the VM, drains the underused
+        # node, and dies right after its first eviction.
+        switch.arm(steps["eviction-made"], replicas[1])
+        replicas[1].start()
+        assert switch.fired.wait(60), "replica B never drained"
+        (cordoned,) = [
+            n["metadata"]["name"] for n in world.api.list("Node") if n["spec"].get("unschedulable")
+        ]
+        # Replica A comes back: only the cluster (the Node's mark, the IM's VMs) says what is under way.
+        replicas[0] = Daemon(world.argv(leader=True), world.home).start()
         deadline = time.monotonic() + 60
         while not (settled(world, "scale-up") and len(world.api.list("Node")) == 2):
-            assert time.monotonic() < deadline, f"not settled: {world.api.list('Node')}"
+            assert time.monotonic() < deadline, f"never settled: {world.api.list('Node')}"
             time.sleep(0.2)
-        outcome = measure(
-            world, "scale-down", set(node_names) - {n["metadata"]["name"] for n in world.api.list("Node")}
-        )
+        after = {node["metadata"]["name"] for node in world.api.list("Node")}
+        outcome = measure(world, "scale-down", before - after)
     finally:
-        standby.stop()
-        leader.kill()
+        for replica in replicas:
+            replica.stop()
         plane.stop()
         world.proxy.hook = None
         world.api.hook = None
-    assert outcome.nodes_left_cordoned == 0 and outcome.running_jobs_evicted == 0 and outcome.orphan_vms == 0
+    assert cordoned not in after  # its drain was resumed and finished
+    assert (outcome.nodes_left_cordoned, outcome.running_jobs_evicted, outcome.orphan_vms) == (0, 0, 0)
     assert len(worker_vms(world.im)) == 2  # the job's VM and the one for work-0: no second scale-up
-    adds = [r for r in world.proxy.requests if r.method == "POST" and r.status == 200]
-    assert len(adds) == 3  # the test's two VMs, the leader's scale-up; then the standby's removal
+    updates = [r for r in world.proxy.requests if r.method == "POST" and r.status == 200]
+    assert (
+        len(updates) == 3
+    )  # the test's (two VMs), replica A's scale-up, the removal that finished the drain
