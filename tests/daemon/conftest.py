@@ -15,7 +15,16 @@ import yaml
 from deployer.adapters.im.client import IMClient
 from deployer.adapters.kube import KubeCluster
 from deployer.core.elasticity.from_spec import groups_from_spec
-from deployer.core.elasticity.model import ElasticitySettings, GroupKind, NodeGroup, Resources, Snapshot
+from deployer.core.elasticity.model import (
+    ElasticitySettings,
+    ElasticityState,
+    GroupKind,
+    NodeGroup,
+    NodePhase,
+    NodeRecord,
+    Resources,
+    Snapshot,
+)
 from deployer.core.spec import ClusterSpec, fill_secrets, validate_spec
 from deployer.lifecycle.prepare import render_prepared
 from tests.daemon.im_proxy import IMProxy
@@ -86,6 +95,11 @@ def wait_for(cluster: KubeCluster, condition: Callable[[Snapshot], bool], timeou
 
 def pending_count(snapshot: Snapshot) -> int:
     return sum(1 for pod in snapshot.pods if pod.node_name is None and pod.phase == "Pending")
+
+
+def records_of(*names: str, phase: NodePhase = NodePhase.IDLE) -> ElasticityState:
+    """A state where the daemon remembers these ``wn`` nodes in ``phase`` since t=0 (idle since t=0)."""
+    return ElasticityState(records={n: NodeRecord(n, "wn", phase, since=0.0, idle_since=0.0) for n in names})
 
 
 def register(control_plane: FakeControlPlane, name: str, group: str = "wn") -> None:

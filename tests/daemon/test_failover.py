@@ -7,23 +7,15 @@ import threading
 
 from deployer.adapters.state.nodes import NodeStateStore
 from deployer.core.elasticity.model import (
-    ElasticityState,
     NodePhase,
-    NodeRecord,
     Plan,
     ScaleDown,
     ScaleUp,
 )
 from deployer.daemon.actuator import Actuator, LeadershipLost
 from deployer.daemon.reconciler import Reconciler
-from tests.daemon.conftest import SETTINGS, WN, register, wait_for
+from tests.daemon.conftest import SETTINGS, WN, records_of, register, wait_for
 from tests.daemon.fakes import FakePowerManager
-
-
-def _idle(*names: str) -> ElasticityState:
-    return ElasticityState(
-        records={n: NodeRecord(n, "wn", NodePhase.IDLE, 0.0, idle_since=0.0) for n in names}
-    )
 
 
 def test_a_replica_that_loses_the_lease_mid_drain_stops_before_its_next_change(
@@ -51,7 +43,7 @@ def test_a_replica_that_loses_the_lease_mid_drain_stops_before_its_next_change(
             scale_ups=(ScaleUp("wn", 1, "pods"),),
             scale_downs=(ScaleDown("wn", ("wn-0",), "idle"),),
         ),
-        _idle("wn-0"),
+        records_of("wn-0"),
         10.0,
     )
     assert power.create_calls == [("wn", 1), ("wn", 1)]  # the test's own, then the plan's: first
@@ -104,7 +96,7 @@ def test_drains_run_concurrently_and_each_is_bounded(kube_api, cluster, control_
             scale_ups=(ScaleUp("wn", 1, "pods"),),
             scale_downs=(ScaleDown("wn", ("wn-0", "wn-1", "wn-2"), "idle"),),
         ),
-        _idle("wn-0", "wn-1", "wn-2"),
+        records_of("wn-0", "wn-1", "wn-2"),
         5.0,
     )
     assert broken == []

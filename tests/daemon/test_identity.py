@@ -13,7 +13,7 @@ from deployer.adapters.power import PoweredOn
 from deployer.adapters.power.im import IMPowerManager
 from deployer.adapters.state.nodes import NodeStateStore
 from deployer.core.elasticity.from_spec import settings_from_spec
-from deployer.core.elasticity.model import ElasticityState, NodeGroup, NodePhase, NodeRecord
+from deployer.core.elasticity.model import NodeGroup, NodePhase
 from deployer.daemon.identity import VM_ID_LABEL, NodeIdentity, match_vms
 from deployer.daemon.reconciler import Reconciler
 from tests.daemon.conftest import (
@@ -23,6 +23,7 @@ from tests.daemon.conftest import (
     WN,
     IMCluster,
     pending_count,
+    records_of,
     register,
     wait_for,
     worker_vms,
@@ -100,9 +101,7 @@ def test_a_node_object_stays_until_its_vm_is_confirmed_gone(
     power.power_on(WN, 1)
     register(control_plane, "wn-0")
     wait_for(cluster, lambda s: len(s.nodes) == 1)
-    NodeStateStore(tmp_path / "state.db", "c1").save(
-        ElasticityState(records={"wn-0": NodeRecord("wn-0", "wn", NodePhase.IDLE, 0.0, idle_since=0.0)})
-    )
+    NodeStateStore(tmp_path / "state.db", "c1").save(records_of("wn-0"))
     outcome = _fake_reconciler(cluster, tmp_path, power).run_once(SETTINGS.idle_time + 1)
     assert power.delete_calls == [("wn", ("wn-0",))]
     node = kube_api.get("Node", "", "wn-0")
