@@ -162,6 +162,8 @@ def leadership(
     """Compete for the Lease ``deployer-daemon-<cluster>`` in ``namespace``; the reconciler acts only while
     this replica holds it (checked before every side effect). Released on exit, so a standby takes over
     at once; a crashed holder's Lease expires after ``lease_seconds``."""
+    if lease_seconds < 2:
+        raise UserError(f"--lease-seconds must be at least 2 (got {lease_seconds:g})")
     identity = f"{socket.gethostname()}-{os.getpid()}"
     leader = LeaderElector(
         kube.api_client,
