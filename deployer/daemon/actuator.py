@@ -224,7 +224,10 @@ class Actuator:
         if to_drain:
             workers = min(self._max_drains, len(to_drain))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drain") as pool:
-                futures = {r.node: pool.submit(self._drain_node, r.node) for r in to_drain}
+                futures = {
+                    r.node: pool.submit(self._drain_node, r.node, dead=r.failure is not None)
+                    for r in to_drain
+                }
             for name, future in futures.items():
                 error = future.exception()
                 outcomes[name] = error if isinstance(error, Exception) else future.result()
@@ -306,8 +309,11 @@ class Actuator:
 
     # ---- drain --------------------------------------------------------------------------------
 
-    def _drain_node(self, name: str) -> _Drain:
-        """Cordon, evict the node's pods and wait until they are gone (bounded by the drain timeout)."""
+    def _drain_node(self, name: str, *, dead: bool = False) -> _Drain:
+        """Cordon, evict the node's pods and wait until they are gone (bounded by the drain timeout).
+
+        ``dead``: the node never became Ready. Its evicted pods cannot finish terminating (no kubelet runs
+        them), so once every eviction is accepted (budgets respected) the drain counts as done."""
         self._check_leader()
         # First, and marked in the cluster, so no pod lands between the check below and the evictions,
         # and a replica taking over after a crash knows this node is being drained.
@@ -317,10 +323,10 @@ class Actuator:
             if blocker is not None:  # the planner saw an idle node; a protected pod landed since
                 return _Drain(stopped=blocker)
         outcome = self._cluster.drain(name, timeout=self._drain_timeout, before_write=self._check_leader)
-        if outcome.complete:
-            return _Drain()
         if outcome.blocked:
             return _Drain(stopped=outcome.reason)
+        if outcome.complete or dead:
+            return _Drain()
         return _Drain(unfinished=outcome.reason)
 
     # ---- helpers ------------------------------------------------------------------------------

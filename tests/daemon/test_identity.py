@@ -67,7 +67,9 @@ def test_a_not_ready_node_past_the_timeout_is_drained_before_its_vm_goes(
     control_plane.register_node("wn-0", "wn", cpu="3900m", memory="7936Mi")
     kube_api.set_node_ready("wn-0", False)
     kube_api.add_pod("job-0", node="wn-0", owner_kind="Job")  # still running there
-    wait_for(cluster, lambda s: len(s.pods) == 1 and not s.nodes[0].ready)
+    kube_api.add_pod("web-0", node="wn-0", labels={"app": "web"})
+    kube_api.hold_evicted_pods = True  # no kubelet: an evicted pod never finishes terminating
+    wait_for(cluster, lambda s: len(s.pods) == 2 and not s.nodes[0].ready)
     reconciler = _fake_reconciler(cluster, tmp_path, power)
     late = time.time() + SETTINGS.provision_timeout + 60
 
@@ -79,9 +81,10 @@ def test_a_not_ready_node_past_the_timeout_is_drained_before_its_vm_goes(
     assert kube_api.get("Pod", "default", "job-0")["status"]["phase"] == "Running"
 
     control_plane.finish_jobs()
-    wait_for(cluster, lambda s: not s.pods)
+    wait_for(cluster, lambda s: len(s.pods) == 1)
     removed = reconciler.run_once(late + 10)
     assert removed.errors == []
+    assert kube_api.requests_to("POST", "/api/v1/namespaces/default/pods/web-0/eviction")  # budgets asked
     assert power.delete_calls == [("wn", ("wn-0",))]
     assert kube_api.get("Node", "", "wn-0") is None
     assert removed.state.records["wn-0"].phase is NodePhase.FAILED
