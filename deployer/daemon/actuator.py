@@ -21,7 +21,6 @@ so a replica that takes over after a crash resumes the removal (``deployer.daemo
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -131,7 +130,6 @@ class Actuator:
         self._drain_timeout = drain_timeout
         self._max_drains = max(1, max_drains)
         self.leader = leader
-        self._lock = threading.Lock()  # drains finish on worker threads; state changes one at a time
 
     def execute(
         self,
@@ -340,8 +338,7 @@ class Actuator:
         return record.group if record is not None else ""
 
     def _save(self, result: ActuationResult) -> None:
-        with self._lock:
-            self._store.save(result.state)
+        self._store.save(result.state)  # only ever from the calling thread: drain workers return values
 
     def _guard(self, result: ActuationResult, kind: str, action: Callable[[], None]) -> None:
         try:

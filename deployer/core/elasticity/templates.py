@@ -48,8 +48,15 @@ def observed_shapes(
 
 
 def with_shapes(groups: Sequence[NodeGroup], shapes: Mapping[str, Resources]) -> tuple[NodeGroup, ...]:
-    """``groups`` with each learnt shape in place of the spec's."""
-    return tuple(replace(g, shape=shapes[g.name]) if g.name in shapes else g for g in groups)
+    """``groups`` with each learnt shape in place of the spec's. A node that shows no GPU in a group that
+    has them is Ready before its device plugin has advertised them: the spec's count stands."""
+    learnt = []
+    for group in groups:
+        shape = shapes.get(group.name)
+        if shape is not None and shape.gpu == 0 and group.shape.gpu > 0:
+            shape = replace(shape, gpu=group.shape.gpu)
+        learnt.append(group if shape is None else replace(group, shape=shape))
+    return tuple(learnt)
 
 
 def _least(a: Resources, b: Resources) -> Resources:
