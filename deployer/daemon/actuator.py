@@ -94,7 +94,7 @@ class _Drain:
 
 
 @dataclass(frozen=True)
-class Removal:
+class _Removal:
     """One node to take away: drained first when its Node exists, then powered off."""
 
     node: str
@@ -156,16 +156,17 @@ class Actuator:
             group = self._groups.get(failure.group or self._group_of(result.state, failure.node))
             log.warning("node %s failed: %s", failure.node, failure.reason)
             if group is not None and group.kind is GroupKind.CLOUD:
-                removals.append(Removal(failure.node, group.name, failure))
+                removals.append(_Removal(failure.node, group.name, failure))
             else:  # a board that did not come up rests; there is nothing to remove
                 result.state = lifecycle.record_failed(result.state, failure, now)
                 self._save(result)
+                self._metrics.inc("deployer_decisions_total", kind="mark_failed", group=failure.group or "")
         for down in plan.scale_downs:
             log.info("scale down %s: %s (%s)", down.group, ", ".join(down.nodes), down.reason)
             for name in down.nodes:
                 record = result.state.records.get(name)
                 drained = record is not None and record.phase is NodePhase.POWERING_OFF
-                removals.append(Removal(name, down.group, drained=drained))
+                removals.append(_Removal(name, down.group, drained=drained))
         if removals:
             self._guard(
                 result, "scale_down", lambda: self._remove(result, removals, now, registered, vm_names or {})
@@ -207,7 +208,7 @@ class Actuator:
     def _remove(
         self,
         result: ActuationResult,
-        removals: Sequence[Removal],
+        removals: Sequence[_Removal],
         now: float,
         registered: Collection[str] | None,
         vm_names: Mapping[str, str],
@@ -229,7 +230,7 @@ class Actuator:
             for name, future in futures.items():
                 error = future.exception()
                 outcomes[name] = error if isinstance(error, Exception) else future.result()
-        ready: dict[str, list[Removal]] = {}
+        ready: dict[str, list[_Removal]] = {}
         for removal in removals:
             outcome = outcomes.get(removal.node)
             if isinstance(outcome, Exception):
@@ -252,7 +253,7 @@ class Actuator:
                 lambda g=group_name, r=group_removals: self._power_off(result, g, r, now, vm_names),
             )
 
-    def _give_back(self, result: ActuationResult, removal: Removal, why: str, now: float) -> None:
+    def _give_back(self, result: ActuationResult, removal: _Removal, why: str, now: float) -> None:
         log.warning("drain of %s stopped: %s; uncordoning it and leaving it running", removal.node, why)
         self._check_leader()
         _ignore_missing(self._cluster.uncordon, removal.node)
@@ -268,7 +269,7 @@ class Actuator:
         self,
         result: ActuationResult,
         group_name: str,
-        removals: Sequence[Removal],
+        removals: Sequence[_Removal],
         now: float,
         vm_names: Mapping[str, str],
     ) -> None:
