@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +131,9 @@ def run(
         None, "--leader-elect/--no-leader-elect", help="Lease-based leader election (default: on in-cluster)."
     ),
     lease_namespace: str = typer.Option("kube-system", "--lease-namespace", help="Namespace of the Lease."),
+    lease_seconds: float = typer.Option(
+        15.0, "--lease-seconds", help="How long a crashed leader's Lease lasts before a standby takes over."
+    ),
     drain_timeout: float = typer.Option(120.0, "--drain-timeout", help="Seconds to wait for evicted pods."),
     json_out: bool = typer.Option(False, "--json", help="With --dry-run/--once: the plan as JSON."),
     spec: Path | None = _SPEC,
@@ -142,7 +146,7 @@ def run(
     """Run the elasticity daemon for a cluster: power workers on for pending pods and off when idle."""
     from deployer.daemon.lock import LockHeld, run_lock
     from deployer.daemon.report import plan_report
-    from deployer.daemon.runner import lock_path, open_daemon, serve
+    from deployer.daemon.runner import leadership, lock_path, open_daemon, serve
     from deployer.errors import RemoteError
 
     paths = app_context(ctx).paths
@@ -166,11 +170,19 @@ def run(
         _emit(report, json_out)
         return
     try:
-        with (
-            run_lock(lock_path(paths, sources.cluster)),
-            open_daemon(paths, sources) as (reconciler, kube, resolved),
-        ):
+        with ExitStack() as stack:
+            stack.enter_context(run_lock(lock_path(paths, sources.cluster)))
+            reconciler, kube, resolved = stack.enter_context(open_daemon(paths, sources))
+            in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and sources.kubeconfig is None
+            elect = in_cluster if leader_elect is None else leader_elect
             if once:
+                if elect:  # a CronJob run must not act beside a running leader, nor beside another run
+                    leader = stack.enter_context(
+                        leadership(reconciler, kube, resolved, lease_namespace, lease_seconds=lease_seconds)
+                    )
+                    if not leader.wait_for_leadership(2 * lease_seconds):
+                        output.warn("another replica holds the Lease: skipping this run")
+                        return
                 outcome = reconciler.run_once(time.time())
                 report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
                 _emit(report, json_out)
@@ -181,8 +193,6 @@ def run(
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
-            in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and sources.kubeconfig is None
-            elect = in_cluster if leader_elect is None else leader_elect
             output.info(f"daemon for {sources.cluster} running; SIGTERM or Ctrl-C stops it")
             stats = serve(
                 reconciler,
@@ -192,6 +202,7 @@ def run(
                 metrics_port=metrics_port,
                 metrics_host=metrics_address,
                 leader_namespace=lease_namespace if elect else None,
+                lease_seconds=lease_seconds,
             )
             output.info(f"stopped after {stats.rounds} round(s), {stats.failures} failed")
     except LockHeld as err:

@@ -1,22 +1,32 @@
 """One reconcile round of the elasticity daemon: observe → plan → act, with ``now`` passed in.
 
 Called by the event loop (``deployer.daemon.loop``), by ``deployer daemon run --once``/``--dry-run`` and by
-``deployer daemon explain``. A round reads the watched snapshot, loads the persisted state, adopts VMs the
-IM holds but we never recorded (a run that crashed between the IM call and the state write, or workers
-``deployer create`` started), runs the pure planner, persists the observed state and carries out the plan
-(which also re-sends drains and power-offs a previous run left half-done). Decisions are logged with
-their reason.
+``deployer daemon explain``. A round reads the watched snapshot and the persisted state, then, before
+planning:
+
+* matches every cloud VM to its Node (``deployer.daemon.identity``: vm-id label, providerID, name, unique
+  address), so a kubelet registered under an unexpected name is a booted node, not a failed boot;
+* resumes the removals that Nodes are marked with (``deployer.io/scale-down``) but our records do not know
+  (a replica that took over, a lost database);
+* adopts VMs the IM holds that nothing matches and no record knows (a run that crashed between the IM call
+  and the state write, or workers ``deployer create`` started);
+* learns each group's node template from its Ready nodes (``deployer.core.elasticity.templates``);
+* keeps only real demand: unbound pods the scheduler marked Unschedulable.
+
+Then it runs the pure planner, persists the observed state and carries out the plan (which also re-sends
+drains and power-offs left half-done). Decisions are logged with their reason.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
-from deployer.adapters.power import PowerManager
+from deployer.adapters.kube.client import DRAINING, POWERING_OFF, SCALE_DOWN_ANNOTATION
+from deployer.adapters.power import PoweredOn, PowerManager
 from deployer.adapters.state.history import Decision, RoundSample, decisions_of
 from deployer.core.elasticity import lifecycle
 from deployer.core.elasticity.model import (
@@ -24,12 +34,17 @@ from deployer.core.elasticity.model import (
     ElasticityState,
     GroupKind,
     NodeGroup,
+    NodePhase,
+    NodeRecord,
     Plan,
+    Resources,
     Snapshot,
 )
 from deployer.core.elasticity.planner import plan as make_plan
 from deployer.core.elasticity.scheduling import is_pending
+from deployer.core.elasticity.templates import observed_shapes, with_shapes
 from deployer.daemon.actuator import Actuator, ClusterOps
+from deployer.daemon.identity import match_vms, node_identity
 from deployer.daemon.metrics import DaemonMetrics
 
 log = logging.getLogger(__name__)
@@ -37,6 +52,10 @@ log = logging.getLogger(__name__)
 
 class WatchedCluster(ClusterOps, Protocol):
     def snapshot(self) -> Snapshot: ...
+
+    def node_objects(self) -> list[Any]:
+        """The raw Node objects of the watch cache (their providerID, labels and addresses)."""
+        ...
 
 
 class StateStore(Protocol):
@@ -60,6 +79,18 @@ class Round:
     errors: list[Exception] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Machines:
+    """This round's VMs against the Nodes: which Node each VM registered as."""
+
+    vms: Mapping[str, Sequence[PoweredOn]]  # cloud group -> its VMs
+    node_of: Mapping[str, str]  # VM name -> Node name, for the VMs that have a Node
+
+    def vm_names(self) -> dict[str, str]:
+        """Node name -> VM name, where the kubelet registered under another name than the VM's."""
+        return {node: vm for vm, node in self.node_of.items() if node != vm}
+
+
 class Reconciler:
     def __init__(
         self,
@@ -72,6 +103,8 @@ class Reconciler:
         metrics: DaemonMetrics | None = None,
         history: RoundHistory | None = None,
         drain_timeout: float = 120.0,
+        max_drains: int = 4,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         missing = [group.name for group in groups if group.name not in power]
         if missing:
@@ -83,9 +116,24 @@ class Reconciler:
         self._store = store
         self.metrics = metrics or DaemonMetrics()
         self._history = history
+        # Learnt node templates; a group whose nodes are all gone keeps its last one (no boot loop).
+        self.templates: dict[str, Resources] = {}
+        self._first_round = True
         self._actuator = Actuator(
-            cluster, groups, power, store, settings, metrics=self.metrics, drain_timeout=drain_timeout
+            cluster,
+            groups,
+            power,
+            store,
+            settings,
+            metrics=self.metrics,
+            drain_timeout=drain_timeout,
+            max_drains=max_drains,
+            leader=leader,
         )
+
+    def follow_leadership(self, leader: Callable[[], bool]) -> None:
+        """Act only while ``leader()`` is true, checked right before every side effect."""
+        self._actuator.leader = leader
 
     def run_once(self, now: float, *, dry_run: bool = False) -> Round:
         """One round at wall-clock time ``now``. Raises when the cluster or a power manager cannot be read
@@ -95,41 +143,109 @@ class Reconciler:
         if not snapshot.synced:
             log.info("the cluster watch has not synced yet: no decision this round")
             return Round(make_plan(snapshot, self.groups, state, self.settings, now), state, snapshot)
-        state, adopted = self._adopt(state, snapshot, now)
-        plan = make_plan(snapshot, self.groups, state, self.settings, now)
+        machines = self._machines()
+        state = self._identify(state, machines)
+        state = self._resume_marked(state, snapshot, machines, now)
+        self._first_round = False
+        state, adopted = self._adopt(state, machines, now)
+        members = {record.name: record.group for record in state.records.values()}
+        self.templates.update(observed_shapes(snapshot, self.groups, members))
+        groups = with_shapes(self.groups, self.templates)
+        plan = make_plan(demand_only(snapshot), groups, state, self.settings, now)
+        plan = _explain_non_demand(plan, snapshot)
         observed = plan.state if plan.state is not None else state
         self._update_gauges(snapshot, observed)
         if dry_run:
             return Round(plan, observed, snapshot, adopted=adopted)
         self.metrics.inc("deployer_reconciles_total")
         _log_plan(plan)
-        done = self._actuator.execute(plan, observed, now)
+        registered = {node.name for node in snapshot.nodes}
+        done = self._actuator.execute(
+            plan, observed, now, registered=registered, vm_names=machines.vm_names()
+        )
         self._update_gauges(snapshot, done.state)
         self._record_history(snapshot, done.state, plan, now)
         return Round(plan, done.state, snapshot, adopted=adopted, errors=done.errors)
 
-    def _adopt(
-        self, state: ElasticityState, snapshot: Snapshot, now: float
-    ) -> tuple[ElasticityState, tuple[str, ...]]:
-        """Record as booting every cloud VM the power manager reports that is neither recorded nor
-        registered, so the planner counts it instead of starting another one."""
-        registered = {node.name for node in snapshot.nodes}
-        adopted: list[str] = []
-        for group in self.groups:
-            if group.kind is not GroupKind.CLOUD:
+    def _machines(self) -> _Machines:
+        vms = {
+            group.name: tuple(self._power[group.name].nodes(group))
+            for group in self.groups
+            if group.kind is GroupKind.CLOUD
+        }
+        identities = [node_identity(node) for node in self._cluster.node_objects()]
+        every = [vm for group_vms in vms.values() for vm in group_vms]
+        return _Machines(vms, match_vms(every, identities))
+
+    def _identify(self, state: ElasticityState, machines: _Machines) -> ElasticityState:
+        """Key the record of every VM whose kubelet registered under another name by its Node's name, so
+        the planner sees one node, booted, instead of a boot that never ends and a stranger."""
+        records = dict(state.records)
+        for group_vms in machines.vms.values():
+            for vm in group_vms:
+                node = machines.node_of.get(vm.name)
+                if node is None or node == vm.name or vm.name not in records:
+                    continue
+                booted = records.pop(vm.name)
+                known = records.get(node)
+                records[node] = replace(known or booted, name=node, vm_id=vm.vm_id)
+                log.info("VM %s (IM id %s) registered as node %s", vm.name, vm.vm_id, node)
+        return replace(state, records=records)
+
+    def _resume_marked(
+        self, state: ElasticityState, snapshot: Snapshot, machines: _Machines, now: float
+    ) -> ElasticityState:
+        """Resume the removals that the Nodes say are under way but our records do not (another replica, or
+        a lost database, started them), and, at start-up, the power-offs a previous run sent: the drain is
+        sent again (it is idempotent), then the power-off."""
+        vm_group = {
+            machines.node_of[vm.name]: group
+            for group, group_vms in machines.vms.items()
+            for vm in group_vms
+            if vm.name in machines.node_of
+        }
+        kinds = {group.name: group.kind for group in self.groups}
+        records = dict(state.records)
+        present = {node.name for node in snapshot.nodes}
+        with_vm = set(machines.node_of.values())
+        for name, record in state.records.items():
+            # A power-off sent before a restart may never have reached the IM, and one whose VM is gone
+            # only waits for its Node to be deleted: neither waits for ``power_off_timeout``.
+            cloud = kinds.get(record.group) is GroupKind.CLOUD
+            sent = record.phase is NodePhase.POWERING_OFF and cloud and name in present
+            if sent and (self._first_round or name not in with_vm):
+                records[name] = replace(record, phase=NodePhase.DRAINING, since=now)
+        for node in snapshot.nodes:
+            if node.annotations.get(SCALE_DOWN_ANNOTATION) not in (DRAINING, POWERING_OFF):
                 continue
+            record = records.get(node.name)
+            if record is not None and record.phase in _REMOVING:
+                continue
+            group = (record.group if record is not None else None) or node.group or vm_group.get(node.name)
+            if group not in kinds or (kinds[group] is not GroupKind.CLOUD and not node.ready):
+                continue  # a dark board that was powered off: the planner sees it as off
+            log.warning("node %s is marked as being removed; resuming its removal", node.name)
+            vm_id = record.vm_id if record is not None else None
+            records[node.name] = NodeRecord(node.name, group, NodePhase.DRAINING, now, vm_id=vm_id)
+        return replace(state, records=records)
+
+    def _adopt(
+        self, state: ElasticityState, machines: _Machines, now: float
+    ) -> tuple[ElasticityState, tuple[str, ...]]:
+        """Record as booting every cloud VM the power manager reports that is neither recorded nor has a
+        Node, so the planner counts it instead of starting another one."""
+        adopted: list[str] = []
+        for group_name, group_vms in sorted(machines.vms.items()):
             unknown = [
-                node
-                for node in self._power[group.name].nodes(group)
-                if node.name not in state.records and node.name not in registered
+                vm for vm in group_vms if vm.name not in state.records and vm.name not in machines.node_of
             ]
             if not unknown:
                 continue
-            names = [node.name for node in unknown]
-            vm_ids = {node.name: node.vm_id for node in unknown if node.vm_id is not None}
-            log.warning("adopting VM(s) of group %s that no record knew of: %s", group.name, ", ".join(names))
+            names = [vm.name for vm in unknown]
+            vm_ids = {vm.name: vm.vm_id for vm in unknown if vm.vm_id is not None}
+            log.warning("adopting VM(s) of group %s that no record knew of: %s", group_name, ", ".join(names))
             last_up = state.last_scale_up
-            state = lifecycle.record_powering_on(state, group.name, names, now, vm_ids)
+            state = lifecycle.record_powering_on(state, group_name, names, now, vm_ids)
             # Adoption is not a scale-up decision: keep the cooldown clock where it was.
             state = replace(state, last_scale_up=last_up)
             adopted += names
@@ -169,6 +285,22 @@ def _node_counts(state: ElasticityState) -> dict[str, dict[str, int]]:
         phases = counts.setdefault(record.group, {})
         phases[record.phase.value] = phases.get(record.phase.value, 0) + 1
     return counts
+
+
+_REMOVING = (NodePhase.DRAINING, NodePhase.POWERING_OFF, NodePhase.OFF, NodePhase.FAILED)
+NOT_DEMAND = "not demand yet: the scheduler has not found it unschedulable (scheduling gates, claims binding)"
+
+
+def demand_only(snapshot: Snapshot) -> Snapshot:
+    """The snapshot without the unbound pods that the scheduler has not marked Unschedulable: a gated pod,
+    one waiting for its volumes, or one the scheduler has not tried yet is no reason to boot a node."""
+    pods = tuple(pod for pod in snapshot.pods if not is_pending(pod) or pod.unschedulable)
+    return snapshot if len(pods) == len(snapshot.pods) else replace(snapshot, pods=pods)
+
+
+def _explain_non_demand(plan: Plan, snapshot: Snapshot) -> Plan:
+    waiting = {pod.uid: NOT_DEMAND for pod in snapshot.pods if is_pending(pod) and not pod.unschedulable}
+    return replace(plan, explanations={**waiting, **plan.explanations}) if waiting else plan
 
 
 def _log_plan(plan: Plan) -> None:

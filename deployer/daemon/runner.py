@@ -168,6 +168,37 @@ def open_daemon(
         yield build_reconciler(paths, sources, resolved, kube), kube, resolved
 
 
+@contextmanager
+def leadership(
+    reconciler: Reconciler,
+    kube: KubeCluster,
+    resolved: Resolved,
+    namespace: str,
+    *,
+    lease_seconds: float = 15,
+) -> Iterator[LeaderElector]:
+    """Compete for the Lease ``deployer-daemon-<cluster>`` in ``namespace``; the reconciler acts only while
+    this replica holds it (checked before every side effect). Released on exit, so a standby takes over
+    at once; a crashed holder's Lease expires after ``lease_seconds``."""
+    if lease_seconds < 2:
+        raise UserError(f"--lease-seconds must be at least 2 (got {lease_seconds:g})")
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    leader = LeaderElector(
+        kube.api_client,
+        name=f"deployer-daemon-{resolved.plan.cluster}",
+        namespace=namespace,
+        identity=identity,
+        lease_duration=lease_seconds,
+        renew_deadline=lease_seconds * 2 / 3,
+        retry_period=max(1.0, lease_seconds * 2 / 15),
+    ).start()
+    reconciler.follow_leadership(lambda: leader.is_leader)
+    try:
+        yield leader
+    finally:
+        leader.stop()
+
+
 def serve(
     reconciler: Reconciler,
     kube: KubeCluster,
@@ -177,6 +208,7 @@ def serve(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     leader_namespace: str | None = None,
+    lease_seconds: float = 15,
 ) -> LoopStats:
     """Run the event loop until ``stop`` is set. With ``leader_namespace``, compete for the Lease
     ``deployer-daemon-<cluster>`` there and act only while leading."""
@@ -189,13 +221,8 @@ def serve(
             log.info("metrics on http://%s:%d/metrics", metrics_host, server.port)
         leader = None
         if leader_namespace is not None:
-            identity = f"{socket.gethostname()}-{os.getpid()}"
-            leader = LeaderElector(
-                kube.api_client,
-                name=f"deployer-daemon-{resolved.plan.cluster}",
-                namespace=leader_namespace,
-                identity=identity,
-            ).start()
-            stack.callback(leader.stop)
+            leader = stack.enter_context(
+                leadership(reconciler, kube, resolved, leader_namespace, lease_seconds=lease_seconds)
+            )
         loop = DaemonLoop(reconciler, kube, resolved.plan.loop, leader=leader)
         return loop.run(stop)

@@ -15,7 +15,16 @@ import yaml
 from deployer.adapters.im.client import IMClient
 from deployer.adapters.kube import KubeCluster
 from deployer.core.elasticity.from_spec import groups_from_spec
-from deployer.core.elasticity.model import ElasticitySettings, GroupKind, NodeGroup, Resources, Snapshot
+from deployer.core.elasticity.model import (
+    ElasticitySettings,
+    ElasticityState,
+    GroupKind,
+    NodeGroup,
+    NodePhase,
+    NodeRecord,
+    Resources,
+    Snapshot,
+)
 from deployer.core.spec import ClusterSpec, fill_secrets, validate_spec
 from deployer.lifecycle.prepare import render_prepared
 from tests.daemon.im_proxy import IMProxy
@@ -88,6 +97,11 @@ def pending_count(snapshot: Snapshot) -> int:
     return sum(1 for pod in snapshot.pods if pod.node_name is None and pod.phase == "Pending")
 
 
+def records_of(*names: str, phase: NodePhase = NodePhase.IDLE) -> ElasticityState:
+    """A state where the daemon remembers these ``wn`` nodes in ``phase`` since t=0 (idle since t=0)."""
+    return ElasticityState(records={n: NodeRecord(n, "wn", phase, since=0.0, idle_since=0.0) for n in names})
+
+
 def register(control_plane: FakeControlPlane, name: str, group: str = "wn") -> None:
     """The VM booted: its kubelet registers a Ready node of the test shape."""
     control_plane.register_node(name, group, cpu=NODE_CPU, memory=NODE_MEMORY)
@@ -113,24 +127,34 @@ def _wait_configured(client: IMClient, infra_id: str, timeout: float = 60) -> No
         time.sleep(0.3)
 
 
-@pytest.fixture
-def im_cluster(local_im, im_user) -> Iterator[IMCluster]:
-    """A fresh infrastructure on the real local IM: the front end (VM 0) and an empty worker group."""
-    data = {
-        "name": f"d{secrets.token_hex(3)}",
+def worker_group_data(name: str, **elasticity: object) -> dict:
+    """A spec (as data) with a front end on the local IM's Dummy cloud and one empty worker group ``wn``."""
+    return {
+        "name": name,
         "cloud": "local",
         "oscar": {"enabled": False},
-        "elasticity": {"idle_time": 60},
+        "elasticity": {"idle_time": 60, **elasticity},
         "worker_groups": [{"name": "wn", "min": 0, "max": 4, "initial": 0}],
     }
+
+
+def create_im_cluster(im_url: str, entries: list, data: dict) -> IMCluster:
+    """Create the infrastructure of spec ``data`` on the IM and wait until it is configured."""
     spec, _ = fill_secrets(validate_spec(data), {}, lambda *_, **__: secrets.token_urlsafe(12))
-    client = IMClient(local_im.url, im_user.entries, retries=1)
+    client = IMClient(im_url, entries, retries=1)
     infra_id = client.create(render_prepared(spec, deployment_tag=spec.name).tosca)
     _wait_configured(client, infra_id)
     (group,) = groups_from_spec(spec)
-    yield IMCluster(spec, infra_id, client, group)
-    client.destroy(infra_id)
-    client.close()
+    return IMCluster(spec, infra_id, client, group)
+
+
+@pytest.fixture
+def im_cluster(local_im, im_user) -> Iterator[IMCluster]:
+    """A fresh infrastructure on the real local IM: the front end (VM 0) and an empty worker group."""
+    cluster = create_im_cluster(local_im.url, im_user.entries, worker_group_data(f"d{secrets.token_hex(3)}"))
+    yield cluster
+    cluster.client.destroy(cluster.infra_id)
+    cluster.client.close()
 
 
 def worker_vms(im: IMCluster) -> list[str]:

@@ -1,7 +1,7 @@
 """A loopback HTTP proxy in front of the real local IM that records every request and can answer 500.
 
-The daemon tests point the IM power manager at it to count add-resource calls and to make the IM "fail"
-on demand (``fail_with = 500``) without touching the IM itself.
+The daemon tests point the IM power manager at it to count add-resource calls, to make the IM "fail"
+on demand (``fail_with = 500``) without touching the IM itself, and to stop the client mid-call (``hook``).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -29,6 +30,10 @@ class IMProxy:
         self._target = (target.hostname or "127.0.0.1", target.port or 80)
         self.requests: list[ProxiedRequest] = []
         self.fail_with: int | None = None  # answer every request with this status instead of forwarding
+        # Called with (method, path, "received") before forwarding and (method, path, "applied") once the IM
+        # answered, before the client gets the answer: a test may block or kill the client there. Raising
+        # ConnectionAbortedError at "received" drops the request unserved.
+        self.hook: Callable[[str, str, str], None] | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -71,6 +76,12 @@ class IMProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                if proxy.hook is not None:
+                    try:
+                        proxy.hook(self.command, path, "received")
+                    except ConnectionAbortedError:  # the hook says: drop it unserved
+                        self.close_connection = True
+                        return
                 upstream = http.client.HTTPConnection(*proxy._target, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -80,13 +91,18 @@ class IMProxy:
                 finally:
                     upstream.close()
                 proxy._record(self.command, path, response.status)
+                if proxy.hook is not None:
+                    proxy.hook(self.command, path, "applied")
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in _HOP_BY_HOP:
                         self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client died (a killed daemon)
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = _forward
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from deployer.adapters.kube import LeaderElector
 from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
 from deployer.cli.app import app
 from deployer.daemon.lock import run_lock
@@ -177,3 +178,35 @@ def test_the_config_file_of_the_ansible_role_is_enough(
     config.write_text(yaml.safe_dump({"cluster": "front1", "settings": {"im_uri": "typo"}}))
     code, _, err = _invoke("daemon", "run", "--once", "--config", str(config))
     assert code == 1 and "settings.im_uri is not a daemon setting" in err
+
+
+def test_once_takes_the_lease_and_skips_while_another_replica_holds_it(
+    kube_api, cluster, im_cluster, daemon_args
+) -> None:
+    kube_api.add_pod("work-0", cpu="1", unschedulable=True)
+    wait_for(cluster, lambda s: pending_count(s) == 1)
+    running = LeaderElector(
+        kube_api.api_client(),
+        name="deployer-daemon-c1",
+        namespace="default",
+        identity="the-running-leader",
+        lease_duration=4,
+        renew_deadline=3,
+        retry_period=1,
+    ).start()
+    try:
+        assert running.wait_for_leadership(10)
+        elect = ["--leader-elect", "--lease-namespace", "default", "--lease-seconds", "2"]
+        code, out, err = _invoke("daemon", "run", "--cluster", "c1", "--once", *elect, *daemon_args)
+        assert code == 0, err
+        assert "another replica holds the Lease" in err + out
+        assert worker_vms(im_cluster) == []
+    finally:
+        running.stop()  # releases the Lease
+
+    code, out, err = _invoke("daemon", "run", "--cluster", "c1", "--once", "--json", *elect, *daemon_args)
+    assert code == 0, err
+    assert [u["count"] for u in json.loads(out)["scale_ups"]] == [1]
+    assert len(worker_vms(im_cluster)) == 1
+    lease = kube_api.get("Lease", "default", "deployer-daemon-c1")
+    assert not lease["spec"].get("holderIdentity")  # released: the next run need not wait for it

@@ -19,7 +19,7 @@ from deployer.core.elasticity.model import (
 from deployer.daemon.actuator import Actuator
 from deployer.daemon.reconciler import Reconciler
 from deployer.errors import RemoteError, TransientError
-from tests.daemon.conftest import SETTINGS, WN, pending_count, register, wait_for
+from tests.daemon.conftest import SETTINGS, WN, pending_count, records_of, register, wait_for
 from tests.daemon.fakes import FakePowerManager
 
 
@@ -92,10 +92,6 @@ def test_an_idle_node_is_cordoned_powered_off_and_deleted(kube_api, cluster, con
     assert kube_api.requests_to("POST", r".*/eviction") == []  # DaemonSet pods are not evicted
 
 
-def _state_with(*names: str, phase: NodePhase = NodePhase.IDLE) -> ElasticityState:
-    return ElasticityState(records={n: NodeRecord(n, "wn", phase, since=0.0, idle_since=0.0) for n in names})
-
-
 def test_drain_evicts_after_the_cordon_then_powers_off(kube_api, cluster, control_plane, tmp_path) -> None:
     power = FakePowerManager()
     power.power_on(WN, 1)
@@ -105,7 +101,7 @@ def test_drain_evicts_after_the_cordon_then_powers_off(kube_api, cluster, contro
     actuator = Actuator(cluster, [WN], {"wn": power}, store, SETTINGS, drain_timeout=5)
 
     result = actuator.execute(
-        Plan(scale_downs=(ScaleDown("wn", ("wn-0",), "test"),)), _state_with("wn-0"), 5.0
+        Plan(scale_downs=(ScaleDown("wn", ("wn-0",), "test"),)), records_of("wn-0"), 5.0
     )
     assert result.errors == []
     cordon = kube_api.requests_to("PATCH", "/api/v1/nodes/wn-0")[0]
@@ -128,7 +124,7 @@ def test_a_budget_stops_the_drain_and_the_node_is_given_back(
     actuator = Actuator(cluster, [WN], {"wn": power}, store, SETTINGS, drain_timeout=5)
 
     result = actuator.execute(
-        Plan(scale_downs=(ScaleDown("wn", ("wn-0",), "test"),)), _state_with("wn-0"), 5.0
+        Plan(scale_downs=(ScaleDown("wn", ("wn-0",), "test"),)), records_of("wn-0"), 5.0
     )
     assert kube_api.requests_to("POST", "/api/v1/namespaces/default/pods/db-0/eviction")  # it was asked
     assert kube_api.get("Pod", "default", "db-0") is not None
@@ -148,7 +144,7 @@ def test_a_protected_pod_that_landed_after_planning_stops_the_drain_without_evic
     actuator = Actuator(
         cluster, [WN], {"wn": power}, NodeStateStore(tmp_path / "state.db", "c1"), SETTINGS, drain_timeout=5
     )
-    actuator.execute(Plan(scale_downs=(ScaleDown("wn", ("wn-0",), "test"),)), _state_with("wn-0"), 5.0)
+    actuator.execute(Plan(scale_downs=(ScaleDown("wn", ("wn-0",), "test"),)), records_of("wn-0"), 5.0)
     assert kube_api.requests_to("POST", r".*/eviction") == []
     assert power.delete_calls == []
     assert not (_node(kube_api, "wn-0") or {}).get("spec", {}).get("unschedulable")
@@ -161,7 +157,7 @@ def test_a_restart_finishes_an_interrupted_drain(kube_api, cluster, control_plan
     kube_api.add_pod("web-1", node="wn-0")
     wait_for(cluster, lambda s: len(s.nodes) == 1 and len(s.pods) == 1)
     # The previous daemon recorded DRAINING and died before evicting anything.
-    NodeStateStore(tmp_path / "state.db", "c1").save(_state_with("wn-0", phase=NodePhase.DRAINING))
+    NodeStateStore(tmp_path / "state.db", "c1").save(records_of("wn-0", phase=NodePhase.DRAINING))
 
     outcome = _reconciler(cluster, tmp_path, power).run_once(10.0)
     assert outcome.errors == []

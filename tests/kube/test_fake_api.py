@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
+import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -243,6 +245,49 @@ def test_watch_from_a_compacted_resource_version_gets_410(kube_api, core):
     assert caught.value.status == 410
     fresh_rv = core.list_pod_for_all_namespaces().metadata.resource_version
     assert list(watch.Watch().stream(core.list_node, resource_version=fresh_rv, timeout_seconds=1)) == []
+
+
+def _watch_until_cut(core, cut) -> BaseException | None:
+    """Watch pods until ``cut`` (run 0.3 s in) ends the stream; the error the client saw, if any."""
+    timer = threading.Timer(0.3, cut)
+    timer.start()
+    try:
+        for _ in watch.Watch().stream(core.list_namespaced_pod, "default", timeout_seconds=20):
+            pass
+    except Exception as err:
+        return err
+    finally:
+        timer.cancel()
+    return None
+
+
+def test_a_broken_watch_fails_the_client_where_a_dropped_one_ends_cleanly(kube_api, core):
+    assert _watch_until_cut(core, kube_api.drop_watches) is None
+    assert isinstance(_watch_until_cut(core, kube_api.break_watches), urllib3.exceptions.ProtocolError)
+
+
+def test_fail_with_answers_every_request_and_hooks_see_each_one_twice(kube_api, core):
+    seen = []
+    kube_api.hook = lambda method, path, phase: seen.append((method, path, phase))
+    kube_api.add_node("n1")
+    core.patch_node("n1", {"spec": {"unschedulable": True}})
+    assert seen == [("PATCH", "/api/v1/nodes/n1", "received"), ("PATCH", "/api/v1/nodes/n1", "applied")]
+    kube_api.fail_with = 503
+    with pytest.raises(ApiException) as refused:
+        core.read_node("n1")
+    assert refused.value.status == 503
+    kube_api.fail_with = None
+    assert core.read_node("n1").spec.unschedulable is True
+
+
+def test_gated_pods_are_marked_as_the_api_server_does(kube_api, core):
+    kube_api.add_pod("gated", scheduling_gates=["example.com/wait"], claims=["data"])
+    pod = core.read_namespaced_pod("gated", "default")
+    assert [g.name for g in pod.spec.scheduling_gates] == ["example.com/wait"]
+    assert pod.spec.volumes[0].persistent_volume_claim.claim_name == "data"
+    assert [(c.type, c.status, c.reason) for c in pod.status.conditions] == [
+        ("PodScheduled", "False", "SchedulingGated")
+    ]
 
 
 def test_requests_are_recorded(kube_api, core):

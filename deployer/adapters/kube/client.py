@@ -47,6 +47,10 @@ PodListener = Callable[[Pod], None]
 _TERMINAL_PHASES = ("Succeeded", "Failed")
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 _DIES_WITH_NODE = (OwnerKind.DAEMON_SET, OwnerKind.MIRROR)
+# On a Node being removed: how far the removal got. It lives in the cluster, not in one replica's database,
+# so whichever daemon leads next resumes it (and nothing else ever leaves a node cordoned).
+SCALE_DOWN_ANNOTATION = "deployer.io/scale-down"
+DRAINING, POWERING_OFF = "draining", "powering-off"
 
 
 def make_api_client(
@@ -229,6 +233,10 @@ class KubeCluster:
             synced=synced,
         )
 
+    def node_objects(self) -> list[Any]:
+        """The raw ``V1Node`` objects of the watch cache (no API call): providerID, labels, addresses."""
+        return self.nodes.items()
+
     def add_unschedulable_listener(self, listener: PodListener) -> None:
         with self._listeners_lock:
             self._listeners.append(listener)
@@ -245,13 +253,22 @@ class KubeCluster:
 
     # -- writes -----------------------------------------------------------------------------------------
 
-    def cordon(self, node: str) -> None:
-        """Mark ``node`` unschedulable (idempotent)."""
-        self._patch_node(node, {"spec": {"unschedulable": True}}, "cordon")
+    def cordon(self, node: str, *, scale_down: str | None = None) -> None:
+        """Mark ``node`` unschedulable (idempotent); with ``scale_down``, annotate in the same patch why
+        (``SCALE_DOWN_ANNOTATION``), so the cordon and its reason can never be seen apart."""
+        patch: dict[str, Any] = {"spec": {"unschedulable": True}}
+        if scale_down is not None:
+            patch["metadata"] = {"annotations": {SCALE_DOWN_ANNOTATION: scale_down}}
+        self._patch_node(node, patch, "cordon")
 
     def uncordon(self, node: str) -> None:
-        """Make ``node`` schedulable again (idempotent)."""
-        self._patch_node(node, {"spec": {"unschedulable": None}}, "uncordon")
+        """Make ``node`` schedulable again and drop any scale-down mark (idempotent)."""
+        patch = {"spec": {"unschedulable": None}, "metadata": {"annotations": {SCALE_DOWN_ANNOTATION: None}}}
+        self._patch_node(node, patch, "uncordon")
+
+    def mark_scale_down(self, node: str, phase: str) -> None:
+        """Record on the Node how far its removal got (``DRAINING``, ``POWERING_OFF``)."""
+        self._patch_node(node, {"metadata": {"annotations": {SCALE_DOWN_ANNOTATION: phase}}}, "annotate")
 
     def _patch_node(self, node: str, patch: dict[str, Any], action: str) -> None:
         try:
@@ -287,6 +304,7 @@ class KubeCluster:
         timeout: float,
         retry_interval: float = 1.0,
         max_attempts: int = 3,
+        before_write: Callable[[], None] | None = None,
     ) -> DrainResult:
         """Cordon ``node`` then evict its pods through the eviction API, honouring PodDisruptionBudgets.
 
@@ -296,8 +314,10 @@ class KubeCluster:
         ``retry_interval`` apart; if it is still refused the drain stops there and reports it in
         ``blocked``: the caller must NOT power off or delete the node (it stays cordoned; ``uncordon``
         it to give it back). Then waits, until ``timeout``, for the evicted pods to leave. Bare pods
-        (no controller) are evicted like the rest. Never deletes the node.
+        (no controller) are evicted like the rest. Never deletes the node. ``before_write`` runs before the
+        cordon and before each eviction; it raises to stop the drain (a replica that lost its leadership).
         """
+        check = before_write or (lambda: None)
         deadline = time.monotonic() + timeout
         protected = sorted(
             _pod_name(pod)
@@ -308,6 +328,7 @@ class KubeCluster:
             return DrainResult(
                 node, blocked=tuple(protected), reason=f"{SAFE_TO_EVICT}=false on {protected[0]}"
             )
+        check()
         self.cordon(node)
         evicted: list[str] = []
         skipped: list[str] = []
@@ -318,6 +339,7 @@ class KubeCluster:
                 continue
             if not _must_leave(pod):
                 continue
+            check()
             if not self._evict(pod, deadline, retry_interval, max_attempts):
                 log.warning("drain of %s stopped: a PodDisruptionBudget blocks evicting %s", node, name)
                 return DrainResult(

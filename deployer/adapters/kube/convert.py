@@ -132,10 +132,19 @@ def _timestamp(value: Any) -> float:
     return value.timestamp() if value is not None else 0.0
 
 
+# kube-scheduler's VolumeBinding message for a pod whose claims are not bound yet: a new node cannot help.
+UNBOUND_CLAIMS = "unbound immediate PersistentVolumeClaims"
+
+
 def is_unschedulable(status: Any) -> bool:
-    """True when the scheduler gave up on the pod for now (PodScheduled=False, reason Unschedulable)."""
+    """True when the scheduler found no node with room for the pod (PodScheduled=False, reason
+    Unschedulable): the demand an autoscaler serves. A scheduling-gated pod (reason SchedulingGated) was
+    never tried, and one waiting for its PersistentVolumeClaims to bind would not fit on a new node either."""
     return any(
-        cond.type == "PodScheduled" and cond.status == "False" and cond.reason == "Unschedulable"
+        cond.type == "PodScheduled"
+        and cond.status == "False"
+        and cond.reason == "Unschedulable"
+        and UNBOUND_CLAIMS not in (cond.message or "")
         for cond in (status.conditions if status else None) or ()
     )
 

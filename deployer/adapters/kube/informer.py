@@ -9,7 +9,9 @@ client's ``kubernetes.watch.Watch``.
 
 Protocol: list (records the list's resourceVersion), then watch from it with a server-side
 ``timeoutSeconds``; resume from the last seen resourceVersion (BOOKMARKs included); on ``410 Gone`` relist
-and diff against the cache so that deletions missed during the gap are reported.
+and diff against the cache so that deletions missed during the gap are reported. A list or watch that
+breaks (connection reset, server error) clears ``synced`` until a fresh list has succeeded: events may
+have been lost, and the daemon must not scale on a cache it cannot trust.
 """
 
 from __future__ import annotations
@@ -113,6 +115,9 @@ class Reflector(Generic[T]):
     def _failed(self, exc: BaseException, backoff: float) -> float:
         if self._stop.is_set():
             return backoff
+        # A broken list or watch may have lost events: the cache is not trusted again until a fresh list.
+        self.synced.clear()
+        self.resource_version = None
         self.last_error = exc
         log.warning("%s list/watch failed (%s); retrying in %.1fs", self.name, exc, backoff)
         self._stop.wait(backoff)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from deployer.adapters.im.client import IMClient
@@ -49,8 +50,8 @@ class IMPowerManager:
         )
         self._inf_id = infrastructure_id
         self._pattern = hostname_pattern
-        # IM VM id -> (system name, hostname). A VM never changes system: entries stay valid while it lives.
-        self._vm_cache: dict[str, tuple[str, str | None]] = {}
+        # IM VM id -> what it is. A VM never changes system: entries stay valid while it lives.
+        self._vm_cache: dict[str, _VM] = {}
 
     def power_on(self, group: NodeGroup, count: int, *, busy: Collection[str] = ()) -> list[PoweredOn]:
         if count <= 0:
@@ -76,21 +77,27 @@ class IMPowerManager:
         log.info("IM removed VM(s) %s of group %s", ", ".join(ids), group.name)
 
     def nodes(self, group: NodeGroup) -> list[PoweredOn]:
-        named = self._group_vm_ids(self._client_for(), group)
+        client = self._client_for()
+        named = self._group_vm_ids(client, group)
+        vms = self._vms(client)
         return sorted(
-            (PoweredOn(name, vm_id) for name, vm_id in named.items()), key=lambda p: int(p.vm_id or 0)
+            (
+                PoweredOn(name, vm_id, vms[vm_id].instance_id, vms[vm_id].addresses)
+                for name, vm_id in named.items()
+            ),
+            key=lambda p: int(p.vm_id or 0),
         )
 
     def _group_vm_ids(self, client: IMClient, group: NodeGroup) -> dict[str, str]:
         """Node name -> IM VM id for every live VM of ``group``."""
         system = node_id(group.name)
         return {
-            hostname or node_name_for(group.name, vm_id, self._pattern): vm_id
-            for vm_id, (vm_system, hostname) in self._vms(client).items()
-            if vm_system == system
+            vm.hostname or node_name_for(group.name, vm_id, self._pattern): vm_id
+            for vm_id, vm in self._vms(client).items()
+            if vm.system == system
         }
 
-    def _vms(self, client: IMClient) -> dict[str, tuple[str, str | None]]:
+    def _vms(self, client: IMClient) -> dict[str, _VM]:
         """Every live VM of the infrastructure with its system (TOSCA node) name; cached per VM id."""
         live = client.vm_ids(self._inf_id)
         for vm_id in list(self._vm_cache):
@@ -98,9 +105,31 @@ class IMPowerManager:
                 del self._vm_cache[vm_id]
         for vm_id in live:
             if vm_id not in self._vm_cache:
-                info = client.vm_info(self._inf_id, vm_id)
-                self._vm_cache[vm_id] = (str(info.get("id", "")), _hostname(info))
+                self._vm_cache[vm_id] = _VM.of(client.vm_info(self._inf_id, vm_id))
         return {vm_id: self._vm_cache[vm_id] for vm_id in live}
+
+
+@dataclass(frozen=True, slots=True)
+class _VM:
+    """One IM VM as the power manager needs it: its TOSCA system, hostname, cloud instance id, addresses.
+    The addresses are read once; an IP the cloud assigns later is matched on a later daemon start."""
+
+    system: str
+    hostname: str | None
+    instance_id: str | None
+    addresses: tuple[str, ...]
+
+    @classmethod
+    def of(cls, info: Mapping[str, Any]) -> _VM:
+        addresses = tuple(
+            str(value)
+            for key, value in sorted(info.items())
+            if key.startswith("net_interface.") and key.endswith(".ip") and value
+        )
+        instance_id = info.get("instance_id")
+        return cls(
+            str(info.get("id", "")), _hostname(info), str(instance_id) if instance_id else None, addresses
+        )
 
 
 def _hostname(info: Mapping[str, Any]) -> str | None:

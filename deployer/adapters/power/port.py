@@ -16,10 +16,14 @@ from deployer.core.elasticity.model import NodeGroup
 
 @dataclass(frozen=True, slots=True)
 class PoweredOn:
-    """A node that a power-on call started: its future Kubernetes node name and, for VMs, the IM VM id."""
+    """A node that a power-on call started: its future Kubernetes node name and, for VMs, the IM VM id, the
+    cloud's instance id (what a Node's ``spec.providerID`` ends with) and the VM's addresses, so that the
+    daemon can recognise its Node even when the kubelet registered under another name."""
 
     name: str
     vm_id: str | None = None
+    instance_id: str | None = None
+    addresses: tuple[str, ...] = ()
 
 
 @runtime_checkable
