@@ -67,10 +67,12 @@ class Step:
     phase: str  # "received" | "applied" | a node phase
 
 
-def _im(name: str, phase: str) -> Step:
-    return Step(name, "im", "POST", r"/infrastructures/[^/]+", phase)
+def _im(name: str, phase: str, method: str = "POST", path: str = r"/infrastructures/[^/]+") -> Step:
+    return Step(name, "im", method, path, phase)
 
 
+# A scale-up is one relative add (POST a RADL deploy); a scale-down removes the VMs by id (DELETE).
+_REMOVE = ("DELETE", r"/infrastructures/[^/]+/vms/.+")
 SCALE_UP_STEPS = (
     _im("before-im-add", "received"),
     _im("after-im-add", "applied"),
@@ -81,8 +83,8 @@ SCALE_DOWN_STEPS = (
     Step("cordon-sent", "kube", "PATCH", r"/api/v1/nodes/.+", "received"),
     Step("cordon-made", "kube", "PATCH", r"/api/v1/nodes/.+", "applied"),
     Step("eviction-made", "kube", "POST", r".*/eviction", "applied"),
-    _im("before-im-remove", "received"),
-    _im("after-im-remove", "applied"),
+    _im("before-im-remove", "received", *_REMOVE),
+    _im("after-im-remove", "applied", *_REMOVE),
     Step("node-delete-sent", "kube", "DELETE", r"/api/v1/nodes/.+", "received"),
     Step("node-delete-made", "kube", "DELETE", r"/api/v1/nodes/.+", "applied"),
 )

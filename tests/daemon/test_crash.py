@@ -114,7 +114,7 @@ def test_leaders_killed_mid_scale_up_and_mid_drain_leave_no_cordoned_node_and_no
     assert cordoned not in after  # its drain was resumed and finished
     assert (outcome.nodes_left_cordoned, outcome.running_jobs_evicted, outcome.orphan_vms) == (0, 0, 0)
     assert len(worker_vms(world.im)) == 2  # the job's VM and the one for work-0: no second scale-up
-    updates = [r for r in world.proxy.requests if r.method == "POST" and r.status == 200]
-    assert (
-        len(updates) == 3
-    )  # the test's (two VMs), replica A's scale-up, the removal that finished the drain
+    adds = [r for r in world.proxy.requests if r.method == "POST" and r.status == 200]
+    assert len(adds) == 2  # the test's (two VMs) and replica A's scale-up: no second scale-up
+    removals = [r for r in world.proxy.requests if r.method == "DELETE" and "/vms/" in r.path]
+    assert len(removals) == 1  # the removal that finished the drain

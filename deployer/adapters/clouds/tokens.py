@@ -495,11 +495,13 @@ class TokenProvider:
             if error is not None:
                 raise error  # tried just now: the source's own error says best what to fix
             raise NoValidToken(f"no access token from {self.spec.describe()}: {self._why()}")
-        if _expired(token, now):
-            ago = _duration(now - (token_expiry(token) or now))
+        # Refreshing starts well before this (the margin), so this only bites when refreshing fails.
+        if _expired(token, now + min(IN_FLIGHT_S, self._margin_for(token) / 2)):
+            left = (token_expiry(token) or now) - now
+            when = f"expires in {_duration(left)}" if left > 0 else f"expired {_duration(-left)} ago"
             raise NoValidToken(
-                f"the access token from {self.spec.describe()} expired {ago} ago and could not be "
-                f"refreshed: {self._why()}"
+                f"the access token from {self.spec.describe()} {when} and could not be refreshed: "
+                f"{self._why()}"
             )
         self._maybe_warn(token, now)
         return token
@@ -519,6 +521,10 @@ class TokenProvider:
         if message and self._warned_for != token:
             self._warned_for = token
             log.warning("%s (token from %s)", message, self.spec.describe())
+
+
+# A token handed out must still be valid when the request reaches the IM (a loaded machine, a slow link).
+IN_FLIGHT_S = 2.0
 
 
 def _expired(token: str, now: float) -> bool:
