@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 CA_HASH = "sha256:" + hashlib.sha256(b"test cluster CA public key").hexdigest()
 
-STANDIN = r'''#!/usr/bin/python3
+STANDIN = r'''#!__PYTHON__
 import fcntl, json, os, random, re, socket, string, subprocess, sys, time
 from contextlib import contextmanager
 
@@ -400,6 +401,7 @@ class FakeCluster:
         return made
 
     def script(self) -> str:
+        text = STANDIN.replace("__PYTHON__", sys.executable)  # the test's Python: it has PyYAML
         values = {
             "__CLUSTER__": str(self.state),
             "__CALLS__": str(self.calls),
@@ -407,7 +409,6 @@ class FakeCluster:
             "__ENDPOINT__": self.endpoint,
             "__CA_HASH__": CA_HASH,
         }
-        text = STANDIN
         for placeholder, value in values.items():
             text = text.replace(placeholder, repr(value))
         return text

@@ -305,6 +305,7 @@ def test_front_end_whose_api_does_not_answer_fails_every_board(lab: Lab, rerun, 
 def test_remove_drains_resets_and_deletes_the_node(lab: Lab, rerun) -> None:
     leaving, staying = lab.boards[1], lab.boards[0]
     cni = leaving.path("/etc/cni/net.d/10-flannel.conflist")  # what the cluster's CNI would have written
+    cni.parent.mkdir(parents=True, exist_ok=True)
     cni.write_text("{}")
     front_before = len(lab.cluster.calls_by(lab.front.name))
     done = deployer(
