@@ -150,7 +150,7 @@ def remove(
     insecure_host_keys: bool = typer.Option(False, "--insecure-host-keys", help=INSECURE_HOST_KEYS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Drain and delete an edge node, stop its agent, and forget it."""
+    """Drain and delete an edge node, reset the board (kubeadm) or stop its agent (k3s), and forget it."""
     from deployer.lifecycle import edge
 
     ac = app_context(ctx)

@@ -2,9 +2,10 @@
 
 Called by ``deployer.cli.edge_cmds``. Builds the inventory (the front end from the IM outputs of the
 cluster's deployment, or an explicit address; the boards from the command line or the state store),
-runs ``edge_join.yml`` / ``edge_leave.yml`` through the Ansible adapter and records per host what
-succeeded. A host that failed or was unreachable is reported and never recorded as joined; the others
-go ahead.
+runs ``edge_join.yml`` / ``edge_leave.yml`` through the Ansible adapter (the playbooks join with k3s or
+kubeadm, whichever the front end runs; docs/edge.md) and records per host what succeeded. The group's
+arch, labels and taints come from the cluster's spec (``--spec`` or the deployed one) plus the flags.
+A host that failed or was unreachable is reported and never recorded as joined; the others go ahead.
 """
 
 from __future__ import annotations
@@ -278,7 +279,8 @@ def remove_edge_host(
     host_key_checking: bool = True,
     on_event: Callable[[ProgressEvent], None] | None = None,
 ) -> EdgeRunReport:
-    """Drain and delete the node on the front end, then stop and remove its agent; forget it when done."""
+    """Drain and delete the node on the front end, then reset the board (kubeadm) or remove its agent (k3s);
+    forget it when done."""
     store = EdgeHostStore(paths.state_db)
     record = store.get(cluster, host)
     if record is None:
