@@ -25,7 +25,7 @@ from pathlib import Path
 CA_HASH = "sha256:" + hashlib.sha256(b"test cluster CA public key").hexdigest()
 
 STANDIN = r'''#!__PYTHON__
-import fcntl, json, os, random, re, socket, string, subprocess, sys, time
+import fcntl, json, os, random, re, shutil, socket, string, subprocess, sys, time
 from contextlib import contextmanager
 
 CLUSTER = __CLUSTER__
@@ -347,7 +347,6 @@ def reset():
     print("[reset] Stopping the kubelet service")
     subprocess.run(["systemctl", "stop", "kubelet"], check=True)
     print("[reset] Unmounting mounted directories in \"/var/lib/kubelet\"")
-    import shutil
     shutil.rmtree("/var/lib/kubelet", ignore_errors=True)
     for path in ("/etc/kubernetes/kubelet.conf", "/etc/kubernetes/bootstrap-kubelet.conf"):
         if os.path.exists(path):
