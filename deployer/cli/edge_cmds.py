@@ -76,6 +76,11 @@ def add(
         None, "--agent-url", help="Kubernetes agent artifact URL (a mirror)."
     ),
     vars_file: Path | None = typer.Option(None, "--vars-file", help=_VARS_HELP),
+    spec: Path | None = typer.Option(
+        None,
+        "--spec",
+        help="Cluster spec: arch, labels, taints of its edge group --group (default: the deployed one's).",
+    ),
     front: str | None = typer.Option(None, "--front", help=FRONT_HELP),
     front_user: str = typer.Option("root", "--front-user", help="SSH user on --front."),
     front_key: Path | None = typer.Option(None, "--front-key", help="SSH key for --front (default: --key)."),
@@ -83,7 +88,7 @@ def add(
     check: bool = typer.Option(False, "--check", help="Show what would change; change and record nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Join edge boards to a cluster (arm64 prerequisites, Kubernetes agent, labels, taints)."""
+    """Join edge boards to a cluster: k3s agent or kubeadm join, whichever the front end runs."""
     from deployer.lifecycle import edge
 
     ac = app_context(ctx)
@@ -99,6 +104,7 @@ def add(
         host_key_checking=not insecure_host_keys,
         check=check,
     )
+    options = edge.with_spec_group(options, edge.cluster_spec(ac.paths, cluster, spec))
     edge.validate_join_options(hosts, options)
     target = front_target(ac.paths, cluster, front, front_user, front_key or key)
     report = edge.add_edge_hosts(
@@ -144,7 +150,7 @@ def remove(
     insecure_host_keys: bool = typer.Option(False, "--insecure-host-keys", help=INSECURE_HOST_KEYS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Drain and delete an edge node, stop its agent, and forget it."""
+    """Drain and delete an edge node, reset the board (kubeadm) or stop its agent (k3s), and forget it."""
     from deployer.lifecycle import edge
 
     ac = app_context(ctx)

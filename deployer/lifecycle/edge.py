@@ -2,9 +2,10 @@
 
 Called by ``deployer.cli.edge_cmds``. Builds the inventory (the front end from the IM outputs of the
 cluster's deployment, or an explicit address; the boards from the command line or the state store),
-runs ``edge_join.yml`` / ``edge_leave.yml`` through the Ansible adapter and records per host what
-succeeded. A host that failed or was unreachable is reported and never recorded as joined; the others
-go ahead.
+runs ``edge_join.yml`` / ``edge_leave.yml`` through the Ansible adapter (the playbooks join with k3s or
+kubeadm, whichever the front end runs; docs/edge.md) and records per host what succeeded. The group's
+arch, labels and taints come from the cluster's spec (``--spec`` or the deployed one) plus the flags.
+A host that failed or was unreachable is reported and never recorded as joined; the others go ahead.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployer.adapters.ansible.inventory import SshTarget, build_inventory, secrets_of
 from deployer.adapters.ansible.runner import HostSummary, ProgressEvent, TaskFailure, run_playbook
@@ -22,6 +23,9 @@ from deployer.adapters.state.edge import EdgeHostRecord, EdgeHostStore
 from deployer.errors import NotFoundError, UserError
 from deployer.logs import register_secret
 from deployer.paths import Paths, ensure_private_dir
+
+if TYPE_CHECKING:
+    from deployer.core.spec import ClusterSpec
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _TAINT_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_./]*(=[-A-Za-z0-9_.]*)?:(" + "|".join(TAINT_EFFECTS) + ")$")
@@ -40,6 +44,7 @@ class EdgeJoinOptions:
     labels: tuple[str, ...] = ()  # "key=value"
     taints: tuple[str, ...] = ()  # "key=value:Effect"
     agent_url: str | None = None
+    arch: str = "arm64"  # label kubernetes.io/arch, and which release binaries a kubeadm join installs
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
     host_key_checking: bool = True
     check: bool = False  # Ansible check mode: report what would change, change and record nothing
@@ -88,6 +93,49 @@ def validate_join_options(hosts: list[str], options: EdgeJoinOptions) -> None:
             )
     if options.key_file is not None and not options.key_file.is_file():
         raise UserError(f"--key {options.key_file}: no such file")
+
+
+def cluster_spec(paths: Paths, cluster: str, spec_file: Path | None) -> ClusterSpec | None:
+    """The spec whose edge groups describe the boards: ``--spec FILE``, else the one embedded in the
+    deployed cluster's TOSCA; None for a cluster deployer did not create (flags only)."""
+    from deployer.core.spec import load_spec
+
+    if spec_file is not None:
+        return load_spec(spec_file)
+    from deployer.adapters.state.store import DeploymentStore
+    from deployer.daemon.config import spec_from_tosca
+
+    record = DeploymentStore(paths.state_db).find(cluster)
+    if record is None:
+        return None
+    try:
+        return spec_from_tosca(record.tosca_redacted, cluster)
+    except UserError:  # created without elasticity settings: no edge groups to read
+        return None
+
+
+def with_spec_group(options: EdgeJoinOptions, spec: ClusterSpec | None) -> EdgeJoinOptions:
+    """``options`` with the architecture, labels and taints of the spec's edge group ``options.group``.
+
+    The flags add to the spec's labels and taints (a flag's label wins over the spec's). A spec without
+    edge groups changes nothing; one whose edge groups do not include the group is an error.
+    """
+    if spec is None or not spec.edge_groups:
+        return options
+    group = next((g for g in spec.edge_groups if g.name == options.group), None)
+    if group is None:
+        names = ", ".join(g.name for g in spec.edge_groups)
+        raise UserError(f"--group {options.group!r}: the spec's edge_groups are {names}; pick one of them")
+    flag_labels = dict(label.split("=", 1) for label in options.labels)
+    labels = {**group.labels, **flag_labels}
+    taints = [f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}" for t in group.taints]
+    taints += [t for t in options.taints if t not in taints]
+    return replace(
+        options,
+        arch=group.arch,
+        labels=tuple(f"{key}={value}" for key, value in labels.items()),
+        taints=tuple(taints),
+    )
 
 
 def explicit_front(address: str, *, user: str = "root", key_file: Path | None = None) -> SshTarget:
@@ -181,6 +229,7 @@ def add_edge_hosts(
     edge = [SshTarget(name=h, address=h, user=options.user, key_file=options.key_file) for h in hosts]
     extra_vars: dict[str, Any] = {
         "edge_node_group": options.group,
+        "edge_node_arch": options.arch,
         "edge_node_labels": dict(label.split("=", 1) for label in options.labels),
         "edge_node_taints": list(options.taints),
     }
@@ -230,7 +279,8 @@ def remove_edge_host(
     host_key_checking: bool = True,
     on_event: Callable[[ProgressEvent], None] | None = None,
 ) -> EdgeRunReport:
-    """Drain and delete the node on the front end, then stop and remove its agent; forget it when done."""
+    """Drain and delete the node on the front end, then reset the board (kubeadm) or remove its agent (k3s);
+    forget it when done."""
     store = EdgeHostStore(paths.state_db)
     record = store.get(cluster, host)
     if record is None:

@@ -178,7 +178,12 @@ def test_join_writes_agent_config_labels_taints_and_token(lab: Lab, first_join) 
         assert config["server"] == f"https://{lab.front.address}:6443"
         assert config["node-name"] == host.name
         assert config["token-file"] == "/etc/rancher/k3s/token"
-        assert config["node-label"] == ["kubernetes.io/arch=arm64", "deployer.io/group=pis", "site=lab"]
+        assert config["node-label"] == [
+            "kubernetes.io/arch=arm64",
+            "deployer.io/group=pis",
+            f"deployer.io/edge-host={host.address}",
+            "site=lab",
+        ]
         assert config["node-taint"] == ["edge=true:NoSchedule"]
         token = host.path("/etc/rancher/k3s/token")
         assert token.read_text().strip() == JOIN_TOKEN
@@ -201,7 +206,8 @@ def test_join_writes_agent_config_labels_taints_and_token(lab: Lab, first_join) 
     cmdline = pi.path("/boot/firmware/cmdline.txt").read_text()
     assert (
         cmdline
-        == "console=serial0,115200 root=PARTUUID=abcd-02 rootwait cgroup_memory=1 cgroup_enable=memory\n"
+        == "console=serial0,115200 root=PARTUUID=abcd-02 rootwait cgroup_memory=1 cgroup_enable=memory"
+        " cgroup_enable=cpuset\n"
     )
     assert "# /swapfile none swap sw 0 0" in pi.path("/etc/fstab").read_text()
     assert lab.downloads.count("/k3s-arm64") == len(lab.edges)

@@ -11,8 +11,14 @@ import yaml
 from deployer.adapters.ansible.inventory import SshTarget, build_inventory
 from deployer.adapters.ansible.runner import ansible_dir, playbook_artifact_url
 from deployer.adapters.state.edge import EdgeHostRecord, EdgeHostStore
+from deployer.core.spec import validate_spec
 from deployer.errors import UserError
-from deployer.lifecycle.edge import EdgeJoinOptions, front_from_outputs, validate_join_options
+from deployer.lifecycle.edge import (
+    EdgeJoinOptions,
+    front_from_outputs,
+    validate_join_options,
+    with_spec_group,
+)
 from deployer.logs import redact
 from tests.ansible.cli import deployer
 
@@ -136,3 +142,48 @@ def test_edge_remove_of_an_unknown_host_fails_before_any_connection(tmp_path: Pa
     assert done.returncode == 1
     assert "127.0.0.2 is not a joined edge host of 'demo'" in done.stderr
     assert not (tmp_path / "logs").exists()  # no playbook ran
+
+
+EDGE_SPEC = {
+    "edge_groups": [
+        {"name": "pis", "power": "always-on", "labels": {"site": "lab", "tier": "edge"}},
+        {
+            "name": "jetsons",
+            "power": "always-on",
+            "arch": "arm64",
+            "taints": [
+                {"key": "gpu", "effect": "NoSchedule"},
+                {"key": "zone", "value": "a", "effect": "NoExecute"},
+            ],
+        },
+    ]
+}
+
+
+def test_the_spec_edge_group_gives_arch_labels_and_taints_and_flags_add_to_them() -> None:
+    spec = validate_spec(EDGE_SPEC)
+    pis = with_spec_group(EdgeJoinOptions(group="pis", labels=("tier=core", "rack=2")), spec)
+    assert (pis.arch, pis.labels, pis.taints) == ("arm64", ("site=lab", "tier=core", "rack=2"), ())
+    jetsons = with_spec_group(
+        EdgeJoinOptions(group="jetsons", taints=("gpu:NoSchedule", "x=y:NoSchedule")), spec
+    )
+    assert jetsons.taints == ("gpu:NoSchedule", "zone=a:NoExecute", "x=y:NoSchedule")
+    validate_join_options(["a"], jetsons)  # what the spec gives passes the flag checks
+
+
+def test_a_group_missing_from_the_spec_is_named_and_a_spec_without_edge_groups_changes_nothing() -> None:
+    with pytest.raises(UserError, match="--group 'edge': the spec's edge_groups are pis, jetsons"):
+        with_spec_group(EdgeJoinOptions(), validate_spec(EDGE_SPEC))
+    options = EdgeJoinOptions(labels=("a=b",))
+    assert with_spec_group(options, validate_spec({})) is options
+    assert with_spec_group(options, None) is options
+
+
+def test_edge_add_reads_the_group_from_spec_before_any_connection(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yml"
+    spec.write_text(yaml.safe_dump(EDGE_SPEC))
+    done = deployer(
+        tmp_path / "home", "edge", "add", "demo", "192.0.2.1", "--spec", str(spec), "--group", "nope"
+    )
+    assert done.returncode != 0
+    assert "--group 'nope': the spec's edge_groups are pis, jetsons" in done.stderr
