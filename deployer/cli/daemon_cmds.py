@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,9 @@ from deployer.cli import output
 from deployer.cli.context import app_context
 
 if TYPE_CHECKING:
+    from deployer.clock import ScaledClock
     from deployer.daemon.runner import DaemonSources
+    from deployer.paths import Paths
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -71,6 +72,20 @@ def _sources(
         ssh_key=ssh_key or (file.ssh_key if file is not None else None),
         drain_timeout=drain_timeout,
     )
+
+
+def _on_sandbox(paths: Paths, sources: DaemonSources) -> tuple[DaemonSources, ScaledClock]:
+    """A local deployment whose sandbox cluster runs: the daemon talks to the sandbox (unless given a
+    kubeconfig) and keeps the sandbox's clock, which may run faster than real time (``deployer demo``)."""
+    from dataclasses import replace
+
+    from deployer.clock import REAL_CLOCK
+    from deployer.sandbox.server import running_sandbox
+
+    sandbox = running_sandbox(paths, sources.cluster) if sources.kubeconfig is None else None
+    if sandbox is None:
+        return sources, REAL_CLOCK
+    return replace(sources, kubeconfig=sandbox.kubeconfig), sandbox.clock
 
 
 def _emit(report: dict[str, Any], json_out: bool) -> None:
@@ -157,9 +172,10 @@ def run(
         ssh_key,
         drain_timeout,
     )
+    sources, clock = _on_sandbox(paths, sources)
     if dry_run:
         with open_daemon(paths, sources) as (reconciler, _kube, _resolved):
-            outcome = reconciler.run_once(time.time(), dry_run=True)
+            outcome = reconciler.run_once(clock.time(), dry_run=True)
         report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
         _emit(report, json_out)
         return
@@ -169,7 +185,7 @@ def run(
             open_daemon(paths, sources) as (reconciler, kube, resolved),
         ):
             if once:
-                outcome = reconciler.run_once(time.time())
+                outcome = reconciler.run_once(clock.time())
                 report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
                 _emit(report, json_out)
                 if outcome.errors:
@@ -190,6 +206,7 @@ def run(
                 metrics_port=metrics_port,
                 metrics_host=metrics_address,
                 leader_namespace=lease_namespace if elect else None,
+                clock=clock,
             )
             output.info(f"stopped after {stats.rounds} round(s), {stats.failures} failed")
     except LockHeld as err:
@@ -216,8 +233,9 @@ def explain(
 
     paths = app_context(ctx).paths
     sources = _sources(name, config, spec, im_url, auth_file, infra_id, kubeconfig, context, insecure)
+    sources, clock = _on_sandbox(paths, sources)
     with open_daemon(paths, sources) as (reconciler, _kube, _resolved):
-        outcome = reconciler.run_once(time.time(), dry_run=True)
+        outcome = reconciler.run_once(clock.time(), dry_run=True)
     report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
     _emit(report, json_out)
 

@@ -531,6 +531,10 @@ def destroy(
         typer.confirm(
             f"Destroy {name} (infrastructure {record.infrastructure_id} on {record.im_url})?", abort=True
         )
+    from deployer.sandbox.server import forget_sandbox, stop_sandbox
+
+    stop_sandbox(paths, name)  # its daemon must not scale what is being destroyed
     with _client_for(paths, record, auth_file, insecure, token) as client:
         existed = destroy_deployment(store, client, record, keep_record=keep_record)
+    forget_sandbox(paths, name)
     info(f"{name}: destroyed" if existed else f"{name}: was already gone from the IM; record cleaned up")

@@ -26,6 +26,7 @@ from deployer.adapters.im.auth import AuthEntry, load_auth_file
 from deployer.adapters.kube import KubeCluster, LeaderElector, make_api_client
 from deployer.adapters.state.nodes import NodeStateStore
 from deployer.adapters.state.store import DeploymentStore
+from deployer.clock import REAL_CLOCK, ScaledClock
 from deployer.core.spec import ClusterSpec, load_spec
 from deployer.daemon.config import (
     DaemonPlan,
@@ -159,9 +160,11 @@ def serve(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     leader_namespace: str | None = None,
+    clock: ScaledClock = REAL_CLOCK,
 ) -> LoopStats:
     """Run the event loop until ``stop`` is set. With ``leader_namespace``, compete for the Lease
-    ``deployer-daemon-<cluster>`` there and act only while leading."""
+    ``deployer-daemon-<cluster>`` there and act only while leading. ``clock`` runs faster than real time
+    against an accelerated sandbox cluster."""
     with ExitStack() as stack:
         if metrics_port is not None:
             server = MetricsServer(reconciler.metrics, metrics_port, metrics_host).start()
@@ -177,5 +180,7 @@ def serve(
                 identity=identity,
             ).start()
             stack.callback(leader.stop)
-        loop = DaemonLoop(reconciler, kube, resolved.plan.loop, leader=leader)
+        loop = DaemonLoop(
+            reconciler, kube, resolved.plan.loop, leader=leader, clock=clock.monotonic, wall_clock=clock.time
+        )
         return loop.run(stop)
