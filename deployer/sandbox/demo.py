@@ -197,7 +197,7 @@ class Demo:
             node_hours=round(node_hours(self.lives(), now), 4),
             pending_p95_s=round(percentile(waits, 0.95), 1),
             evictions=int((saved.get("api") or {}).get("evictions", 0)),
-            im_calls=self.im_calls(),
+            im_calls=sum(self.im_calls().values()),
             duration_s=round(now - self._start, 1),
             real_seconds=round(real_seconds, 1),
             speed=self.speed,
@@ -205,16 +205,21 @@ class Demo:
             finished=finished,
         )
 
-    def im_calls(self) -> int:
-        """Calls the daemon made to the IM (power on/off), from its metrics."""
+    def im_calls(self) -> dict[str, int]:
+        """Calls the daemon made to the IM by operation (power_on, power_off), from its metrics."""
         info = self.daemon.status()
         if info is None:
-            return 0
+            return {}
         try:
             text = self._http.get(f"{info.url}/metrics", timeout=5).text
         except requests.RequestException:
-            return 0
-        return int(sum(float(count) for labels, count in _IM_CALLS.findall(text) if 'backend="im"' in labels))
+            return {}
+        calls: dict[str, int] = {}
+        for labels, count in _IM_CALLS.findall(text):
+            operation = re.search(r'operation="([^"]*)"', labels)
+            if 'backend="im"' in labels and operation:
+                calls[operation.group(1)] = calls.get(operation.group(1), 0) + int(float(count))
+        return calls
 
     # -- the whole run ----------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ class VMLife:
     group: str
     vm_id: str | None
     seen_at: float
+    registered_at: float | None = None
     ready_at: float | None = None
     gone_at: float | None = None
 
@@ -63,7 +64,7 @@ class DummyKubelets:
             )
 
     def sync(self) -> None:
-        """One look at the IM: boot new VMs' nodes, advance booting ones, remove the nodes of gone VMs."""
+        """One look at the IM: new VMs start booting, the nodes of gone VMs are removed."""
         now = self.api.clock()
         live: dict[str, PoweredOn] = {}
         for group in self._groups.values():
@@ -80,18 +81,21 @@ class DummyKubelets:
                 if self.api.get("Node", "", name) is not None:
                     self.api.delete("Node", "", name)
                 log.info("VM of node %s is gone", name)
-                continue
-            self._advance(life, self._groups[life.group], now)
 
-    def _advance(self, life: VMLife, group: WorkerGroup, now: float) -> None:
-        registered = self.api.get("Node", "", life.node)
-        age = now - life.seen_at
-        if registered is None and life.ready_at is None and age >= REGISTER_AT * group.boot_seconds:
-            self.api.add_node(life.node, ready=False, **node_fields(group))
-            registered = self.api.get("Node", "", life.node)
-        if registered is not None and life.ready_at is None and age >= group.boot_seconds:
-            self.api.set_node_ready(life.node, True)
-            life.ready_at = now
+    def advance(self) -> None:
+        """The booting VMs' kubelets: register the node (NotReady), later make it Ready."""
+        now = self.api.clock()
+        for life in self.lives.values():
+            if life.gone_at is not None or life.ready_at is not None:
+                continue
+            group = self._groups[life.group]
+            age = now - life.seen_at
+            if life.registered_at is None and age >= REGISTER_AT * group.boot_seconds:
+                self.api.add_node(life.node, ready=False, **node_fields(group))
+                life.registered_at = now
+            elif life.registered_at is not None and age >= group.boot_seconds:
+                self.api.set_node_ready(life.node, True)
+                life.ready_at = now
 
     def dump(self) -> list[dict[str, Any]]:
         return [asdict(life) for life in self.lives.values()]

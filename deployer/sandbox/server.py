@@ -114,6 +114,8 @@ class Sandbox:
                 self.kubelets.sync()
             except DeployerError as err:
                 log.warning("cannot read the IM's VMs (kubelets keep their state): %s", err)
+        if self.kubelets is not None:
+            self.kubelets.advance()
         self.control.reap_terminating()
         self.control.collect_garbage()
         self.control.sync_jobs()
