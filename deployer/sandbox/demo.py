@@ -50,7 +50,7 @@ DEFAULT_TRACE: tuple[TraceJob, ...] = (
 DEMO_SPEC: dict[str, Any] = {
     "cloud": "local",
     "oscar": {"enabled": False},
-    "elasticity": {"idle_time": 120, "batch_idle": 2, "batch_max": 10, "resync_period": 10},
+    "elasticity": {"idle_time": 120, "batch_idle": 5, "batch_max": 15, "resync_period": 10},
     "worker_groups": [
         {"name": GROUP, "cpus": 2, "memory": "4 GiB", "min": 0, "max": 4, "initial": 0, "boot_seconds": 60}
     ],

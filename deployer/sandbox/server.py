@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 SERVER_MODULE = "deployer.sandbox.server"
 OBJECTS_FILE = "objects.json"
 KUBECONFIG_FILE = "kubeconfig.yaml"
-TICK_SECONDS = 0.2  # real seconds between control-plane passes
+TICK_SECONDS = 0.05  # real seconds between control-plane passes (kube-scheduler reacts within ms)
 IM_POLL_SECONDS = 1.0  # real seconds between looks at the IM's VMs
 
 
@@ -218,6 +218,7 @@ def _reusable_port(saved: dict[str, Any] | None) -> int | None:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
