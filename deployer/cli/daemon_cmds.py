@@ -75,14 +75,19 @@ def _sources(
 
 
 def _on_sandbox(paths: Paths, sources: DaemonSources) -> tuple[DaemonSources, ScaledClock]:
-    """A local deployment whose sandbox cluster runs: the daemon talks to the sandbox (unless given a
-    kubeconfig) and keeps the sandbox's clock, which may run faster than real time (``deployer demo``)."""
+    """A local (simulated) deployment: the daemon talks to its sandbox cluster (started if needed) unless
+    given a kubeconfig, on the sandbox's clock, which may run faster than real time (``deployer demo``)."""
     from dataclasses import replace
 
+    from deployer.adapters.state.store import DeploymentStore
     from deployer.clock import REAL_CLOCK
-    from deployer.sandbox.server import running_sandbox
+    from deployer.sandbox.server import running_sandbox, start_sandbox
 
-    sandbox = running_sandbox(paths, sources.cluster) if sources.kubeconfig is None else None
+    record = DeploymentStore(paths.state_db).find(sources.cluster)
+    if sources.kubeconfig is not None or record is None or not record.dummy_vms:
+        return sources, REAL_CLOCK
+    start_sandbox(paths, sources.cluster)
+    sandbox = running_sandbox(paths, sources.cluster)
     if sandbox is None:
         return sources, REAL_CLOCK
     return replace(sources, kubeconfig=sandbox.kubeconfig), sandbox.clock

@@ -54,15 +54,6 @@ class DummyKubelets:
         self._groups = {group.name: group for group in spec.worker_groups}
         self.lives: dict[str, VMLife] = {}  # node name -> its VM's life, gone ones included
 
-    def register_front(self) -> None:
-        """The front end runs the control plane: a tainted node that takes no workload."""
-        if self.api.get("Node", "", FRONT_NODE) is None:
-            self.api.add_node(
-                FRONT_NODE,
-                labels={CONTROL_PLANE_ROLE: ""},
-                taints=[{"key": CONTROL_PLANE_ROLE, "effect": "NoSchedule"}],
-            )
-
     def sync(self) -> None:
         """One look at the IM: new VMs start booting, the nodes of gone VMs are removed."""
         now = self.api.clock()
@@ -102,6 +93,16 @@ class DummyKubelets:
 
     def restore(self, lives: Sequence[dict[str, Any]]) -> None:
         self.lives = {life["node"]: VMLife(**life) for life in lives}
+
+
+def register_front(api: FakeKubeAPI) -> None:
+    """The front end runs the control plane: a tainted node that takes no workload."""
+    if api.get("Node", "", FRONT_NODE) is None:
+        api.add_node(
+            FRONT_NODE,
+            labels={CONTROL_PLANE_ROLE: ""},
+            taints=[{"key": CONTROL_PLANE_ROLE, "effect": "NoSchedule"}],
+        )
 
 
 def node_fields(group: WorkerGroup) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from deployer.errors import DeployerError, RemoteError
 from deployer.paths import Paths, ensure_private_dir
 from deployer.sandbox.api import ApiError, FakeKubeAPI
 from deployer.sandbox.control_plane import FakeControlPlane
-from deployer.sandbox.kubelets import DummyKubelets, VMLister
+from deployer.sandbox.kubelets import DummyKubelets, VMLister, register_front
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ OBJECTS_FILE = "objects.json"
 KUBECONFIG_FILE = "kubeconfig.yaml"
 TICK_SECONDS = 0.05  # real seconds between control-plane passes (kube-scheduler reacts within ms)
 IM_POLL_SECONDS = 1.0  # real seconds between looks at the IM's VMs
+SAVE_SECONDS = 0.5  # real seconds between writes of the objects while they change
 
 
 def sandbox_dir(paths: Paths, cluster: str) -> Path:
@@ -67,7 +68,7 @@ class Sandbox:
     ) -> None:
         self.root = root
         saved = read_objects(root)
-        self.clock = ScaledClock.from_json(saved["clock"]) if saved else clock
+        self.clock = ScaledClock.from_json(saved["clock"]) if saved and "clock" in saved else clock
         self.api = FakeKubeAPI(port=port, clock=self.clock.time, record_requests=False)
         self.api.hold_evicted_pods = True  # the kubelets end evicted pods on the next tick
         self.control = FakeControlPlane(self.api)
@@ -79,6 +80,7 @@ class Sandbox:
         self._saved_rv = self.api.resource_version if saved else -1
         self._saved_lives: list[dict[str, Any]] = []
         self._next_im_poll = 0.0
+        self._next_save = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sandbox-control-plane", daemon=True)
 
@@ -93,8 +95,7 @@ class Sandbox:
     def start(self) -> Sandbox:
         ensure_private_dir(self.root)
         self.api.start()
-        if self.kubelets is not None:
-            self.kubelets.register_front()
+        register_front(self.api)
         self.save()
         self._thread.start()
         return self
@@ -121,7 +122,9 @@ class Sandbox:
         self.control.sync_jobs()
         self.control.schedule()
         self.control.finish_due_pods()
-        self.save(only_if_changed=True)
+        if time.monotonic() >= self._next_save:
+            self._next_save = time.monotonic() + SAVE_SECONDS
+            self.save(only_if_changed=True)
 
     def save(self, *, only_if_changed: bool = False) -> None:
         lives = self.kubelets.dump() if self.kubelets is not None else []
