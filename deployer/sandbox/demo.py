@@ -43,14 +43,14 @@ GROUP = "wn"
 # A burst the default group answers with three VMs in one IM call, and two late jobs that arrive while
 # they boot (two pods of 900m fit on a node of 2 CPUs).
 DEFAULT_TRACE: tuple[TraceJob, ...] = (
-    *(TraceJob(submit_s=0.5 * i, cpu_m=900, memory_mib=512, duration_s=60.0 + 30 * i) for i in range(6)),
+    *(TraceJob(submit_s=0.0, cpu_m=900, memory_mib=512, duration_s=60.0 + 30 * i) for i in range(6)),
     TraceJob(submit_s=40.0, cpu_m=900, memory_mib=512, duration_s=90.0),
     TraceJob(submit_s=45.0, cpu_m=900, memory_mib=512, duration_s=60.0),
 )
 DEMO_SPEC: dict[str, Any] = {
     "cloud": "local",
     "oscar": {"enabled": False},
-    "elasticity": {"idle_time": 120, "batch_idle": 5, "batch_max": 15, "resync_period": 10},
+    "elasticity": {"idle_time": 120, "batch_idle": 5, "batch_max": 15},
     "worker_groups": [
         {"name": GROUP, "cpus": 2, "memory": "4 GiB", "min": 0, "max": 4, "initial": 0, "boot_seconds": 60}
     ],

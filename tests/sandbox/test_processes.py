@@ -121,3 +121,14 @@ def test_several_sandboxes_stop_together_come_back_with_their_objects_and_surviv
     assert done.returncode == 3, done.stderr  # the IM did not answer: the deployment still exists
     assert SandboxServer(paths, "one").status() is None
     assert (sandbox_dir(paths, "one") / "objects.json").exists()
+
+
+def test_demo_rejects_a_bad_trace_before_creating_anything(deployer_home: Path) -> None:
+    trace = deployer_home / "trace.csv"
+    trace.write_text("submit_s,cpu,memory_mib,duration_s\n0,2,512,soon\n")
+    done = deployer(deployer_home, "demo", "--trace", str(trace))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {trace}:2: field 'duration_s' is not a number: 'soon'"
+    )
+    assert DeploymentStore(resolve_paths().state_db).all() == []
