@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -68,6 +69,11 @@ class Sandbox:
     ) -> None:
         self.root = root
         saved = read_objects(root)
+        if saved is None and self.objects_file.exists():
+            # Written atomically, so only a hand edit or a full disk gets here: keep it for the user.
+            aside = self.objects_file.with_name(f"{OBJECTS_FILE}.unreadable")
+            os.replace(self.objects_file, aside)
+            log.warning("the sandbox's objects in %s cannot be read; starting empty", aside)
         self.clock = ScaledClock.from_json(saved["clock"]) if saved and "clock" in saved else clock
         self.api = FakeKubeAPI(port=port, clock=self.clock.time, record_requests=False)
         self.api.hold_evicted_pods = True  # the kubelets end evicted pods on the next tick

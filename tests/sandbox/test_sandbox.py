@@ -6,6 +6,7 @@ real IM."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 import subprocess
@@ -245,3 +246,19 @@ def test_kubectl_creates_and_lists_jobs_and_shows_nodes(sandbox: Sandbox, vms: V
 def test_it_listens_on_loopback_only(sandbox: Sandbox) -> None:
     host = sandbox.api._server.server_address[0]
     assert host == "127.0.0.1"
+
+
+def test_unreadable_objects_are_kept_aside_and_the_sandbox_starts_empty(tmp_path: Path, vms: VMs) -> None:
+    root = tmp_path / "sbx"
+    root.mkdir()
+    (root / "objects.json").write_text('{"api": {"objects": ')  # cut short by a full disk
+    sandbox = Sandbox(root, clock=ScaledClock.starting_now(1.0), spec=SPEC, vms=vms).start()
+    try:
+        assert [n["metadata"]["name"] for n in sandbox.api.list("Node")] == ["front"]
+        assert (root / "objects.json.unreadable").read_text() == '{"api": {"objects": '
+        assert (
+            json.loads((root / "objects.json").read_text())["api"]["objects"]["Node"][0]["metadata"]["name"]
+            == "front"
+        )
+    finally:
+        sandbox.stop()
