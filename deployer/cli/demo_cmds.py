@@ -34,7 +34,9 @@ def demo(
     speed: float = typer.Option(
         10.0, "--speed", min=1.0, max=100.0, help="Virtual seconds per real second (1: real time)."
     ),
-    timeout: float = typer.Option(170.0, "--timeout", min=10, help="Real seconds before the demo gives up."),
+    timeout: float = typer.Option(
+        170.0, "--timeout", min=10, help="Real seconds before the demo gives up (exit code 4)."
+    ),
     keep: bool = typer.Option(False, "--keep", help="Leave the cluster running (destroy it yourself)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
@@ -52,11 +54,12 @@ def demo(
         info(f"demo: {runner.cluster} keeps running; `deployer kubeconfig {runner.cluster}` to look at it")
     if json_output:
         print_json(summary.to_json())
-        return
-    rows = [[key, value] for key, value in summary.to_json().items()]
-    table(["figure", "value"], rows, title="demo summary")
+    else:
+        rows = [[key, value] for key, value in summary.to_json().items()]
+        table(["figure", "value"], rows, title="demo summary")
     if not summary.finished:
         info(f"demo: not finished within {timeout:.0f}s (raise --speed or --timeout)")
+        raise typer.Exit(4)  # the timeout exit code (deployer.errors.TimeoutExpired)
 
 
 class _LiveView:

@@ -11,12 +11,14 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from kubernetes import client, watch
 
 from deployer.adapters.im.client import IMClient
 from deployer.adapters.state.store import DeploymentStore
@@ -34,6 +36,34 @@ KUBECTL = shutil.which("kubectl")
 T = TypeVar("T")
 # Four pods of 900m: two per 2-CPU VM, so two VMs; 30 virtual seconds of work each.
 JOBS = [TraceJob(submit_s=0.0, cpu_m=900, memory_mib=256, duration_s=30.0) for _ in range(4)]
+
+
+class NodeEvents:
+    """Every change to the sandbox's nodes, in order, through a watch (a short cordon cannot be missed)."""
+
+    def __init__(self, url: str) -> None:
+        self.events: list[tuple[str, str, bool]] = []  # (type, node, cordoned)
+        self._api = client.ApiClient(client.Configuration(host=url))
+        self._stop = threading.Event()
+        core = client.CoreV1Api(self._api)
+        self._rv = core.list_node().metadata.resource_version
+        self._thread = threading.Thread(target=self._follow, args=(core,), daemon=True)
+        self._thread.start()
+
+    def _follow(self, core: client.CoreV1Api) -> None:
+        while not self._stop.is_set():
+            for event in watch.Watch().stream(core.list_node, resource_version=self._rv, timeout_seconds=2):
+                node = event["object"]
+                self._rv = node.metadata.resource_version
+                self.events.append((event["type"], node.metadata.name, bool(node.spec.unschedulable)))
+
+    def of(self, name: str) -> list[tuple[str, bool]]:
+        return [(kind, cordoned) for kind, node, cordoned in self.events if node == name]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._api.close()
 
 
 def eventually(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
@@ -87,6 +117,7 @@ def test_pending_pods_become_vms_and_idle_vms_go_away(demo: Demo, deployer_home:
     assert worker_vms() == [] and api_nodes() == []
 
     # 1. Pods pending: no node can take them.
+    nodes_seen = NodeEvents(demo._url)
     demo.start_clock()
     assert demo.submit_due() == 4
     view = eventually("four pods pending", lambda: (v := demo.view()).pending and len(v.pending) == 4 and v)
@@ -120,6 +151,11 @@ def test_pending_pods_become_vms_and_idle_vms_go_away(demo: Demo, deployer_home:
     # 6. Drained (cordoned, evicted, deleted) then 7. removed in the IM.
     eventually("no worker VM left in the IM", lambda: worker_vms() == [], timeout=90)
     eventually("no worker node left in the sandbox", lambda: api_nodes() == [], timeout=10)
+    nodes_seen.stop()
+    for name in expected:  # each node was cordoned while it still existed, then deleted
+        history = nodes_seen.of(name)
+        assert ("MODIFIED", True) in history and history[-1][0] == "DELETED", history
+        assert history.index(("MODIFIED", True)) < len(history) - 1
     downs = [d for d in demo.daemon.decisions() if d["decision"] == "scale_down"]
     assert sorted(node for d in downs for node in d["nodes"]) == sorted(expected)
     assert all("idle" in d["reason"] for d in downs)
