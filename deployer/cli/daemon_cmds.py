@@ -81,7 +81,7 @@ def _on_sandbox(paths: Paths, sources: DaemonSources) -> tuple[DaemonSources, Sc
 
     from deployer.adapters.state.store import DeploymentStore
     from deployer.clock import REAL_CLOCK
-    from deployer.sandbox.server import running_sandbox, start_sandbox
+    from deployer.sandbox.processes import running_sandbox, start_sandbox
 
     record = DeploymentStore(paths.state_db).find(sources.cluster)
     if sources.kubeconfig is not None or record is None or not record.dummy_vms:

@@ -39,7 +39,7 @@ def kubeconfig(
 
     ac = app_context(ctx)
     if front is None and _simulated(ac.paths, name):
-        from deployer.sandbox.server import SandboxServer, start_sandbox
+        from deployer.sandbox.processes import SandboxServer, start_sandbox
 
         url = start_sandbox(ac.paths, name).url
         target = dest or default_destination(ac.paths, name)

@@ -531,7 +531,7 @@ def destroy(
         typer.confirm(
             f"Destroy {name} (infrastructure {record.infrastructure_id} on {record.im_url})?", abort=True
         )
-    from deployer.sandbox.server import forget_sandbox, stop_sandbox
+    from deployer.sandbox.processes import forget_sandbox, stop_sandbox
 
     stop_sandbox(paths, name)  # its daemon must not scale what is being destroyed
     with _client_for(paths, record, auth_file, insecure, token) as client:

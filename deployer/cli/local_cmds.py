@@ -43,7 +43,7 @@ def start(
 def stop(ctx: typer.Context) -> None:
     """Stop the local IM and every sandbox cluster and daemon (their objects stay for the next start)."""
     from deployer.lifecycle.credentials import local_im
-    from deployer.sandbox.server import stop_all_sandboxes
+    from deployer.sandbox.processes import stop_all_sandboxes
 
     paths = app_context(ctx).paths
     for name in stop_all_sandboxes(paths):

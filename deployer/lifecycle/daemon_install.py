@@ -159,7 +159,7 @@ def install_after_create(
 
 def _sandbox_note(paths: Paths, cluster_name: str) -> str:
     """Start the sandbox Kubernetes API of a simulated cluster and say where it is."""
-    from deployer.sandbox.server import start_sandbox
+    from deployer.sandbox.processes import start_sandbox
 
     try:
         url = start_sandbox(paths, cluster_name).url

@@ -34,7 +34,7 @@ from deployer.errors import RemoteError
 from deployer.paths import Paths, ensure_private_dir
 from deployer.sandbox.control_plane import RUN_SECONDS_ANNOTATION
 from deployer.sandbox.kubelets import VMLife, node_hours
-from deployer.sandbox.server import SandboxDaemon, SandboxServer, forget_sandbox, read_objects
+from deployer.sandbox.processes import SandboxDaemon, SandboxServer, forget_sandbox, read_objects
 from deployer.sim.run import percentile
 from deployer.sim.trace import TraceJob
 

@@ -25,7 +25,7 @@ from deployer.adapters.state.store import DeploymentStore
 from deployer.lifecycle.credentials import local_auth_entries, local_im
 from deployer.paths import resolve_paths
 from deployer.sandbox.demo import Demo
-from deployer.sandbox.server import SandboxDaemon, SandboxServer, sandbox_dir
+from deployer.sandbox.processes import SandboxDaemon, SandboxServer, sandbox_dir
 from deployer.sim.trace import TraceJob
 from tests.ansible.cli import deployer
 

@@ -19,7 +19,7 @@ from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
 from deployer.core.spec import fill_secrets, validate_spec
 from deployer.lifecycle.prepare import render_prepared
 from deployer.paths import resolve_paths
-from deployer.sandbox.server import SandboxServer, sandbox_dir
+from deployer.sandbox.processes import SandboxServer, sandbox_dir
 from tests.ansible.cli import deployer
 
 KUBECTL = shutil.which("kubectl")

@@ -24,7 +24,8 @@ from deployer.clock import ScaledClock
 from deployer.core.elasticity.model import NodeGroup
 from deployer.core.spec import validate_spec
 from deployer.sandbox.control_plane import RUN_SECONDS_ANNOTATION, run_seconds
-from deployer.sandbox.server import Sandbox, kubeconfig
+from deployer.sandbox.processes import kubeconfig
+from deployer.sandbox.server import Sandbox
 
 KUBECTL = shutil.which("kubectl")
 SPEED = 20.0
