@@ -15,6 +15,7 @@ from deployer import __version__
 from deployer.cli import (
     clouds_cmds,
     daemon_cmds,
+    demo_cmds,
     edge_cmds,
     kubeconfig_cmds,
     lifecycle_cmds,
@@ -105,6 +106,7 @@ lifecycle_cmds.register(app)
 kubeconfig_cmds.register(app)
 sim_cmds.register(app)
 ui_cmds.register(app)
+demo_cmds.register(app)
 app.add_typer(local_cmds.app, name="local", help="Run the embedded local IM server (Dummy VMs).")
 app.add_typer(clouds_cmds.app, name="clouds", help="Cloud profiles and credentials.")
 app.add_typer(edge_cmds.app, name="edge", help="Join and remove edge (Raspberry Pi) nodes with Ansible.")

@@ -18,8 +18,10 @@ from deployer.cli import output
 from deployer.cli.context import app_context
 
 if TYPE_CHECKING:
+    from deployer.clock import ScaledClock
     from deployer.daemon.credentials import DaemonCredentials
     from deployer.daemon.runner import DaemonSources
+    from deployer.paths import Paths
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -74,6 +76,25 @@ def _sources(
         drain_timeout=drain_timeout,
         token_source=file.token if file is not None else None,
     )
+
+
+def _on_sandbox(paths: Paths, sources: DaemonSources) -> tuple[DaemonSources, ScaledClock]:
+    """A local (simulated) deployment: the daemon talks to its sandbox cluster (started if needed) unless
+    given a kubeconfig, on the sandbox's clock, which may run faster than real time (``deployer demo``)."""
+    from dataclasses import replace
+
+    from deployer.adapters.state.store import DeploymentStore
+    from deployer.clock import REAL_CLOCK
+    from deployer.sandbox.processes import running_sandbox, start_sandbox
+
+    record = DeploymentStore(paths.state_db).find(sources.cluster)
+    if sources.kubeconfig is not None or record is None or not record.dummy_vms:
+        return sources, REAL_CLOCK
+    start_sandbox(paths, sources.cluster)
+    sandbox = running_sandbox(paths, sources.cluster)
+    if sandbox is None:
+        return sources, REAL_CLOCK
+    return replace(sources, kubeconfig=sandbox.kubeconfig), sandbox.clock
 
 
 def _emit(report: dict[str, Any], json_out: bool) -> None:
@@ -163,9 +184,10 @@ def run(
         ssh_key,
         drain_timeout,
     )
+    sources, clock = _on_sandbox(paths, sources)
     if dry_run:
         with open_daemon(paths, sources) as (reconciler, _kube, _resolved):
-            outcome = reconciler.run_once(time.time(), dry_run=True)
+            outcome = reconciler.run_once(clock.time(), dry_run=True)
         report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
         _emit(report, json_out)
         return
@@ -183,7 +205,7 @@ def run(
                     if not leader.wait_for_leadership(2 * lease_seconds):
                         output.warn("another replica holds the Lease: skipping this run")
                         return
-                outcome = reconciler.run_once(time.time())
+                outcome = reconciler.run_once(clock.time())
                 report = plan_report(outcome.plan, outcome.state, outcome.snapshot)
                 _emit(report, json_out)
                 if outcome.errors:
@@ -203,6 +225,7 @@ def run(
                 metrics_host=metrics_address,
                 leader_namespace=lease_namespace if elect else None,
                 lease_seconds=lease_seconds,
+                clock=clock,
             )
             output.info(f"stopped after {stats.rounds} round(s), {stats.failures} failed")
     except LockHeld as err:
@@ -231,10 +254,11 @@ def explain(
 
     paths = app_context(ctx).paths
     sources = _sources(name, config, spec, im_url, auth_file, infra_id, kubeconfig, context, insecure)
+    sources, clock = _on_sandbox(paths, sources)
     with open_daemon(paths, sources) as (reconciler, _kube, resolved):
         credentials = resolved.credentials
         try:
-            outcome = reconciler.run_once(time.time(), dry_run=True)
+            outcome = reconciler.run_once(clock.time(), dry_run=True)
         except DeployerError as err:
             if credentials is not None:  # no plan without the IM: still say what the token is doing
                 _emit_credentials(credentials, json_out, error=str(err))

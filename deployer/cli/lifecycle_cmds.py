@@ -598,13 +598,17 @@ def destroy(
         typer.confirm(
             f"Destroy {name} (infrastructure {record.infrastructure_id} on {record.im_url})?", abort=True
         )
+    from deployer.sandbox.processes import forget_sandbox, stop_sandbox
+
     with _locked(paths, name, "destroy", wait_lock):
         record = store.find(name)
         if record is None:  # destroyed by the command we waited for
             info(f"{name}: no such deployment here; nothing to destroy")
             return
+        stop_sandbox(paths, name)  # its daemon must not scale what is being destroyed
         with _client_for(paths, record, auth_file, insecure, token) as client:
             result = destroy_deployment(store, client, record, keep_record=keep_record, notify=warn)
+        forget_sandbox(paths, name)
     if result.destroyed:
         info(f"{name}: destroyed {', '.join(result.destroyed)}; the IM lists nothing of it any more")
     else:

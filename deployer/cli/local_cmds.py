@@ -41,10 +41,14 @@ def start(
 
 @app.command("stop")
 def stop(ctx: typer.Context) -> None:
-    """Stop the local IM (its infrastructures stay in its database for the next start)."""
+    """Stop the local IM and every sandbox cluster and daemon (their objects stay for the next start)."""
     from deployer.lifecycle.credentials import local_im
+    from deployer.sandbox.processes import stop_all_sandboxes
 
-    stopped = local_im(app_context(ctx).paths).stop()
+    paths = app_context(ctx).paths
+    for name in stop_all_sandboxes(paths):
+        info(f"sandbox cluster of {name} stopped")
+    stopped = local_im(paths).stop()
     info("local IM stopped" if stopped else "local IM was not running")
 
 

@@ -28,6 +28,7 @@ from deployer.adapters.kube import KubeCluster, LeaderElector, make_api_client
 from deployer.adapters.state.history import ElasticityHistory
 from deployer.adapters.state.nodes import NodeStateStore
 from deployer.adapters.state.store import DeploymentStore
+from deployer.clock import REAL_CLOCK, ScaledClock
 from deployer.core.spec import ClusterSpec, load_spec
 from deployer.daemon.config import (
     DaemonPlan,
@@ -209,9 +210,11 @@ def serve(
     metrics_host: str = "127.0.0.1",
     leader_namespace: str | None = None,
     lease_seconds: float = 15,
+    clock: ScaledClock = REAL_CLOCK,
 ) -> LoopStats:
     """Run the event loop until ``stop`` is set. With ``leader_namespace``, compete for the Lease
-    ``deployer-daemon-<cluster>`` there and act only while leading."""
+    ``deployer-daemon-<cluster>`` there and act only while leading. ``clock`` runs faster than real time
+    against an accelerated sandbox cluster."""
     with ExitStack() as stack:
         if resolved.credentials is not None:
             stack.enter_context(resolved.credentials.refreshing(reconciler.metrics))
@@ -224,5 +227,7 @@ def serve(
             leader = stack.enter_context(
                 leadership(reconciler, kube, resolved, leader_namespace, lease_seconds=lease_seconds)
             )
-        loop = DaemonLoop(reconciler, kube, resolved.plan.loop, leader=leader)
+        loop = DaemonLoop(
+            reconciler, kube, resolved.plan.loop, leader=leader, clock=clock.monotonic, wall_clock=clock.time
+        )
         return loop.run(stop)

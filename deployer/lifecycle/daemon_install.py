@@ -240,7 +240,10 @@ def install_after_create(
         return None  # elasticity disabled: no daemon to run
     hint = install_hint_command(cluster_name)
     if record.dummy_vms:
-        notify(f"simulated front end: the elasticity daemon is not installed; to run it: {hint}")
+        notify(
+            f"simulated front end: the elasticity daemon is not installed; to run it: {hint}; "
+            + _sandbox_note(paths, cluster_name)
+        )
         return None
     retry = f"retry with `deployer daemon install {cluster_name}`, or run it yourself: {hint}"
     try:
@@ -252,3 +255,17 @@ def install_after_create(
     if result is not None and failure is not None:
         notify(f"the elasticity daemon install failed ({failure}; log: {result.log_path}); {retry}")
     return result
+
+
+def _sandbox_note(paths: Paths, cluster_name: str) -> str:
+    """Start the sandbox Kubernetes API of a simulated cluster and say where it is."""
+    from deployer.sandbox.processes import start_sandbox
+
+    try:
+        url = start_sandbox(paths, cluster_name).url
+    except DeployerError as err:
+        return f"its sandbox Kubernetes API did not start ({err}); retry: deployer kubeconfig {cluster_name}"
+    return (
+        f"its sandbox Kubernetes API runs at {url} (`deployer kubeconfig {cluster_name}`), the daemon "
+        f"scales it with `deployer daemon run --cluster {cluster_name}`"
+    )

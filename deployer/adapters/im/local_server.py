@@ -45,32 +45,40 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class LocalIM:
-    """Start, stop and inspect the local IM whose files live in ``root``."""
+class BackgroundServer:
+    """A loopback HTTP server run as a background process of its own, whose files live in ``root``:
+    ``server.json`` (pid, port, url), ``logs/console.log``. Subclasses say what to run (``command``),
+    which module identifies the process (``launcher_module``) and which path answers when it is up."""
 
-    def __init__(self, root: Path, *, public_ip_timeout: int = 90, log_level: str = "INFO") -> None:
+    launcher_module = LAUNCHER_MODULE
+    label = "the local IM"
+    health_path = "/version"
+
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.public_ip_timeout = public_ip_timeout
-        self.log_level = log_level
+
+    def command(self, port: int) -> list[str]:
+        raise NotImplementedError
 
     @property
     def state_file(self) -> Path:
         return self.root / STATE_FILE
 
     @property
-    def log_file(self) -> Path:
-        return self.root / "logs" / "im.log"
-
-    @property
     def console_file(self) -> Path:
         return self.root / "logs" / "console.log"
+
+    @property
+    def log_file(self) -> Path:
+        """Where to look when it does not come up."""
+        return self.console_file
 
     def status(self) -> LocalIMInfo | None:
         """The running server, or None. A stale ``server.json`` (dead or foreign pid) is removed."""
         info = self._read_state()
         if info is None:
             return None
-        if not _is_our_server(info.pid):
+        if not _is_our_server(info.pid, self.launcher_module):
             self.state_file.unlink(missing_ok=True)
             return None
         return info
@@ -79,7 +87,7 @@ class LocalIM:
         with requests.Session() as session:
             session.trust_env = False  # loopback: never through an HTTP(S)_PROXY from the environment
             try:
-                return session.get(f"{info.url}/version", timeout=timeout).ok
+                return session.get(f"{info.url}{self.health_path}", timeout=timeout).ok
             except requests.RequestException:
                 return False
 
@@ -92,19 +100,7 @@ class LocalIM:
         ensure_private_dir(self.root)
         ensure_private_dir(self.root / "logs")
         chosen = port or free_port()
-        command = [
-            sys.executable,
-            "-m",
-            LAUNCHER_MODULE,
-            "--dir",
-            str(self.root),
-            "--port",
-            str(chosen),
-            "--public-ip-timeout",
-            str(self.public_ip_timeout),
-            "--log-level",
-            self.log_level,
-        ]
+        command = self.command(chosen)
         with open(self.console_file, "ab") as console:
             # A session of its own: Ctrl-C in the deployer command that started it must not stop it.
             process = subprocess.Popen(
@@ -143,14 +139,14 @@ class LocalIM:
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
                 raise RemoteError(
-                    f"the local IM exited at start (code {process.returncode}): {self._console_tail()}; "
+                    f"{self.label} exited at start (code {process.returncode}): {self._console_tail()}; "
                     f"full log in {self.console_file}"
                 )
             if self.answering(info, timeout=1.0):
                 return
             time.sleep(0.2)
         raise TimeoutExpired(
-            f"the local IM did not answer on {info.url} within {wait:.0f}s; see {self.log_file}"
+            f"{self.label} did not answer on {info.url} within {wait:.0f}s; see {self.log_file}"
         )
 
     def _console_tail(self, lines: int = 3) -> str:
@@ -197,6 +193,34 @@ class LocalIM:
         os.replace(tmp, self.state_file)
 
 
+class LocalIM(BackgroundServer):
+    """Start, stop and inspect the local IM whose files live in ``root``."""
+
+    def __init__(self, root: Path, *, public_ip_timeout: int = 90, log_level: str = "INFO") -> None:
+        super().__init__(root)
+        self.public_ip_timeout = public_ip_timeout
+        self.log_level = log_level
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "logs" / "im.log"
+
+    def command(self, port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            LAUNCHER_MODULE,
+            "--dir",
+            str(self.root),
+            "--port",
+            str(port),
+            "--public-ip-timeout",
+            str(self.public_ip_timeout),
+            "--log-level",
+            self.log_level,
+        ]
+
+
 def _alive(pid: int) -> bool:
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
@@ -217,12 +241,12 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _is_our_server(pid: int) -> bool:
-    """True when ``pid`` is alive and runs our launcher (guards against a recycled pid)."""
+def _is_our_server(pid: int, launcher_module: str = LAUNCHER_MODULE) -> bool:
+    """True when ``pid`` is alive and runs ``launcher_module`` (guards against a recycled pid)."""
     if not _alive(pid):
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return True  # no /proc (not Linux): trust the pid
-    return LAUNCHER_MODULE.encode() in cmdline
+    return launcher_module.encode() in cmdline
