@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,7 @@ def power_managers(
     im: IMClient | Callable[[], IMClient] | None,
     infrastructure_id: str | None,
     boards: dict[str, EdgeBoard],
+    guard: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> dict[str, PowerManager]:
     """One power manager per group: the IM for cloud groups, Wake-on-LAN/SSH for edge groups."""
     managers: dict[str, PowerManager] = {}
@@ -197,7 +199,7 @@ def power_managers(
                 f"worker group(s) {', '.join(cloud)} scale through the IM: name a deployment that deployer "
                 "made, or pass --im-url, --auth-file and --infra-id"
             )
-        managers.update(dict.fromkeys(cloud, IMPowerManager(im, infrastructure_id)))
+        managers.update(dict.fromkeys(cloud, IMPowerManager(im, infrastructure_id, guard=guard)))
     edge_manager = EdgePowerManager(boards)
     for group in groups:
         if group.kind is not GroupKind.CLOUD:

@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from deployer.adapters.im.auth import AuthEntry, load_auth_file
 from deployer.adapters.im.client import IMClient
 from deployer.adapters.kube import KubeCluster, LeaderElector, make_api_client
 from deployer.adapters.state.history import ElasticityHistory
+from deployer.adapters.state.locks import deployment_lock
 from deployer.adapters.state.nodes import NodeStateStore
 from deployer.adapters.state.store import DeploymentStore
 from deployer.clock import REAL_CLOCK, ScaledClock
@@ -120,6 +121,17 @@ def resolve(paths: Paths, sources: DaemonSources, *, auth_provider: AuthProvider
     return Resolved(spec, daemon_plan(spec, sources.cluster), im_url, infra_id, auth, credentials)
 
 
+# How long a daemon round waits for a CLI command that is changing the same deployment (a scale, a
+# destroy): past it the round fails with "busy" and the next round tries again.
+DAEMON_LOCK_WAIT_S = 30.0
+
+
+def _deployment_guard(paths: Paths, cluster: str) -> Callable[[], AbstractContextManager[None]]:
+    """The deployment's one-writer lock around each IM change, so the daemon and a CLI command on this
+    machine never change one deployment at once."""
+    return lambda: deployment_lock(paths.locks_dir, cluster, command="daemon run", wait=DAEMON_LOCK_WAIT_S)
+
+
 def build_reconciler(
     paths: Paths, sources: DaemonSources, resolved: Resolved, cluster: KubeCluster
 ) -> Reconciler:
@@ -134,6 +146,7 @@ def build_reconciler(
         im=im,
         infrastructure_id=resolved.infra_id,
         boards=edge_boards(resolved.spec, ssh_key=sources.ssh_key),
+        guard=_deployment_guard(paths, sources.cluster),
     )
     store = NodeStateStore(paths.state_db, sources.cluster)
     return Reconciler(

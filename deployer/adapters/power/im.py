@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +45,14 @@ class IMPowerManager:
         infrastructure_id: str,
         *,
         hostname_pattern: str = WORKER_HOSTNAME,
+        guard: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
+        """``guard`` is held around every change to the infrastructure: the deployment's one-writer lock
+        when the daemon runs where deployer's CLI does (``deployer.adapters.state.locks``)."""
         self._client_for: Callable[[], IMClient] = (
             (lambda: client) if isinstance(client, IMClient) else client
         )
+        self._guard = guard
         self._inf_id = infrastructure_id
         self._pattern = hostname_pattern
         # IM VM id -> what it is. A VM never changes system: entries stay valid while it lives.
@@ -56,7 +61,8 @@ class IMPowerManager:
     def power_on(self, group: NodeGroup, count: int, *, busy: Collection[str] = ()) -> list[PoweredOn]:
         if count <= 0:
             return []
-        new_ids = self._client_for().add_vms(self._inf_id, node_id(group.name), count)
+        with self._guard():
+            new_ids = self._client_for().add_vms(self._inf_id, node_id(group.name), count)
         log.info("IM added %d VM(s) to group %s: %s", len(new_ids), group.name, ", ".join(new_ids))
         return [PoweredOn(node_name_for(group.name, vm_id, self._pattern), vm_id) for vm_id in new_ids]
 
@@ -71,7 +77,8 @@ class IMPowerManager:
             )
         if not ids:
             return
-        client.remove_vms(self._inf_id, ids)
+        with self._guard():
+            client.remove_vms(self._inf_id, ids)
         for vm_id in ids:
             self._vm_cache.pop(vm_id, None)
         log.info("IM removed VM(s) %s of group %s", ", ".join(ids), group.name)
