@@ -42,7 +42,6 @@ JSON_OPT = typer.Option(False, "--json", help="Machine-readable output on stdout
 TIMEOUT_OPT = typer.Option(1800.0, "--timeout", min=1, help="Seconds to wait for 'configured'.")
 WAIT_OPT = typer.Option(True, "--wait/--no-wait", help="Follow the deployment until it is configured.")
 
-INSECURE_REMEMBERED = "not verifying the IM's TLS certificate (--insecure was given at create)"
 SIMULATED_NOTE = "simulated VMs (local IM, Dummy connector): the addresses above are not reachable machines"
 
 
@@ -57,9 +56,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _store(paths: Paths) -> DeploymentStore:
-    from deployer.adapters.state.store import DeploymentStore
+    from deployer.lifecycle.create import open_store
 
-    return DeploymentStore(paths.state_db)
+    return open_store(paths)
 
 
 def _client_for(
@@ -69,13 +68,10 @@ def _client_for(
     insecure: bool,
     token: str | None = None,
 ) -> IMClient:
-    from deployer.lifecycle.credentials import endpoint_for_record
+    from deployer.lifecycle.create import client_for_record
 
     _register_token(token)
-    endpoint = endpoint_for_record(paths, record, auth_file=auth_file, token=token)
-    if endpoint.insecure:
-        warn(f"{record.name}: {INSECURE_REMEMBERED}")
-    return endpoint.client(insecure=insecure)
+    return client_for_record(paths, record, auth_file=auth_file, insecure=insecure, token=token, warn=warn)
 
 
 @contextmanager
@@ -163,26 +159,14 @@ class _Progress:
 
 
 def _follow(client: IMClient, record: DeploymentRecord, store: DeploymentStore, timeout: float) -> InfraState:
-    """Follow to configured, recording the last state seen whatever happens."""
+    """Follow to configured with live progress, recording the last state seen whatever happens."""
     from deployer.errors import RemoteError
-    from deployer.lifecycle.deploy import follow
-
-    assert record.infrastructure_id is not None
-    last: list[InfraState] = []
-
-    def on_change(old: InfraState | None, new: InfraState) -> None:
-        last.append(new)
-        progress.change(old, new)
+    from deployer.lifecycle.create import CreateHooks, follow_recorded
 
     try:
         with _Progress(record.name) as progress:
-            final = follow(
-                client,
-                record.infrastructure_id,
-                timeout=timeout,
-                on_change=on_change,
-                on_unreachable=progress.unreachable,
-            )
+            hooks = CreateHooks(change=progress.change, unreachable=progress.unreachable)
+            return follow_recorded(store, client, record, timeout, hooks)
     except KeyboardInterrupt:
         info(
             f"stopped following; infrastructure {record.infrastructure_id} keeps running: "
@@ -192,10 +176,6 @@ def _follow(client: IMClient, record: DeploymentRecord, store: DeploymentStore, 
     except RemoteError as err:
         err.args = (f"{err}\n{_resume_hint(record.name)}",)
         raise
-    finally:
-        if last:
-            store.update(record.name, status=last[-1].state)
-    return final
 
 
 def _print_outputs(
@@ -247,89 +227,90 @@ def create(
     token: str | None = TOKEN_OPT,
 ) -> None:
     """Render, validate and submit a cluster to the IM, record it, and follow it to 'configured'."""
-    import secrets
-
-    from deployer.adapters.tosca import validate_tosca
-    from deployer.lifecycle.credentials import resolve_endpoint
-    from deployer.lifecycle.deploy import mask_outputs, submit
-    from deployer.lifecycle.prepare import check_placement, prepare_cluster
+    from deployer.errors import RemoteError
+    from deployer.lifecycle.create import CreateHooks, create_deployment
 
     paths = app_context(ctx).paths
-    tag = f"dpl-{secrets.token_hex(8)}"
-    prepared = prepare_cluster(
-        paths,
-        spec_file,
-        cloud=cloud,
-        name=name,
-        overrides=list(overrides or []),
-        workers=workers,
-        deployment_tag=tag,
-    )
-    spec = prepared.spec
-    assert spec.name is not None
-    check_placement(prepared)
-    for finding in prepared.findings:
-        warn(finding.message)
-    validate_tosca(prepared.tosca_redacted, source=str(spec_file or "rendered TOSCA"))
     _register_token(token)
-    endpoint = resolve_endpoint(
-        paths, spec.clouds(), im_url=im_url, auth_file=auth_file, token=token, insecure=insecure
+    submitted: list[DeploymentRecord] = []
+
+    def on_submitted(record: DeploymentRecord, url: str) -> None:
+        submitted.append(record)
+        info(f"{record.name}: infrastructure {record.infrastructure_id} submitted to {url}")
+        if wait:
+            progress.append(_Progress(record.name).__enter__())
+
+    progress: list[_Progress] = []  # the live per-VM view, once the cluster's name and id are known
+    hooks = CreateHooks(
+        warn=warn,
+        submitted=on_submitted,
+        change=lambda old, new: progress[-1].change(old, new),
+        unreachable=lambda err: progress[-1].unreachable(err),
     )
-    with endpoint.client() as client:
-        if dry_run:
-            estimate = client.estimate(prepared.tosca)
-            if json_output:
-                print_json({"name": spec.name, "tosca": prepared.tosca_redacted, "estimate": estimate})
-            else:
-                typer.echo(prepared.tosca_redacted, nl=False)
-                info(f"IM resource estimate: {_show(estimate)}")
-            return
-        store = _store(paths)
-        record = submit(
-            store,
-            client,
-            name=spec.name,
-            cloud=spec.cloud,
-            tosca=prepared.tosca,
-            tosca_redacted=prepared.tosca_redacted,
-            deployment_tag=tag,
-            spec_hash=prepared.spec_hash,
-            auth_file=str(endpoint.auth_file) if endpoint.auth_file else None,
-            clouds=spec.clouds(),
+    try:
+        result = create_deployment(
+            paths,
+            spec_file,
+            cloud=cloud,
+            name=name,
+            overrides=list(overrides or []),
+            workers=workers,
+            im_url=im_url,
+            auth_file=auth_file,
+            token=token,
             insecure=insecure,
-            simulated=prepared.simulated,
+            wait=wait,
+            timeout=timeout,
+            dry_run=dry_run,
+            hooks=hooks,
         )
-        info(f"{spec.name}: infrastructure {record.infrastructure_id} submitted to {client.url}")
-        if not wait:
-            result = {
-                "name": spec.name,
-                "infrastructure_id": record.infrastructure_id,
-                "status": record.status,
-            }
-            if json_output:
-                print_json(result)
-            else:
-                info(f"not waiting: {_resume_hint(spec.name)}")
-            return
-        final = _follow(client, record, store, timeout)
-        assert record.infrastructure_id is not None
-        values = mask_outputs(client.outputs(record.infrastructure_id), show_secrets=False)
-    info(f"{spec.name}: {final.state} ({len(final.vm_states)} VMs)")
+    except KeyboardInterrupt:
+        if not submitted:
+            raise
+        record = submitted[-1]
+        info(
+            f"stopped following; infrastructure {record.infrastructure_id} keeps running: "
+            + _resume_hint(record.name)
+        )
+        raise typer.Exit(130) from None
+    except RemoteError as err:
+        if submitted:
+            err.args = (f"{err}\n{_resume_hint(submitted[-1].name)}",)
+        raise
+    finally:
+        for view in progress:
+            view.__exit__(None, None, None)
+    if result.estimate is not None:
+        if json_output:
+            print_json({"name": result.name, "tosca": result.tosca_redacted, "estimate": result.estimate})
+        else:
+            typer.echo(result.tosca_redacted, nl=False)
+            info(f"IM resource estimate: {_show(result.estimate)}")
+        return
+    if not wait:
+        if json_output:
+            print_json(
+                {"name": result.name, "infrastructure_id": result.infrastructure_id, "status": result.state}
+            )
+        else:
+            info(f"not waiting: {_resume_hint(result.name)}")
+        return
+    info(f"{result.name}: {result.state} ({result.vm_count} VMs)")
     _print_outputs(
-        spec.name,
-        prepared.simulated,
-        values,
+        result.name,
+        result.simulated,
+        result.outputs,
         as_json=json_output,
-        extra={"infrastructure_id": record.infrastructure_id, "state": final.state},
+        extra={"infrastructure_id": result.infrastructure_id, "state": result.state},
     )
-    if spec.elasticity.enabled:
+    if result.elasticity:
         # Puts the elasticity daemon on the front end (real clouds), or says how to run it elsewhere.
         from deployer.cli.playbooks import playbook_progress
         from deployer.lifecycle.daemon_install import install_after_create
 
         verbose = app_context(ctx).verbose
-        progress = playbook_progress(verbose)
-        install_after_create(paths, spec.name, notify=warn, on_event=progress, token=token)
+        playbook_events = playbook_progress(verbose)
+        install_after_create(paths, result.name, notify=warn, on_event=playbook_events, token=token)
 
 
 def list_deployments(
@@ -341,6 +322,7 @@ def list_deployments(
     from dataclasses import asdict, replace
 
     from deployer.errors import DeployerError, RemoteError
+    from deployer.lifecycle.create import INSECURE_REMEMBERED
     from deployer.lifecycle.credentials import endpoint_for_record, local_auth_entries, local_im
     from deployer.lifecycle.deploy import list_with_drift
 
@@ -517,7 +499,7 @@ def destroy(
     import sys
 
     from deployer.errors import UserError
-    from deployer.lifecycle.deploy import destroy as destroy_deployment
+    from deployer.lifecycle.create import destroy_deployment
 
     paths = app_context(ctx).paths
     store = _store(paths)
@@ -531,6 +513,8 @@ def destroy(
         typer.confirm(
             f"Destroy {name} (infrastructure {record.infrastructure_id} on {record.im_url})?", abort=True
         )
-    with _client_for(paths, record, auth_file, insecure, token) as client:
-        existed = destroy_deployment(store, client, record, keep_record=keep_record)
+    _register_token(token)
+    existed = destroy_deployment(
+        paths, record, auth_file=auth_file, insecure=insecure, token=token, keep_record=keep_record, warn=warn
+    )
     info(f"{name}: destroyed" if existed else f"{name}: was already gone from the IM; record cleaned up")
