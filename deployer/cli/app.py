@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from deployer import __version__
 from deployer.cli import (
+    class_cmds,
     clouds_cmds,
     daemon_cmds,
     edge_cmds,
@@ -106,6 +107,7 @@ app.add_typer(local_cmds.app, name="local", help="Run the embedded local IM serv
 app.add_typer(clouds_cmds.app, name="clouds", help="Cloud profiles and credentials.")
 app.add_typer(edge_cmds.app, name="edge", help="Join and remove edge (Raspberry Pi) nodes with Ansible.")
 app.add_typer(daemon_cmds.app, name="daemon", help="The elasticity daemon.")
+app.add_typer(class_cmds.app, name="class", help="Teaching classes: one cluster per student team.")
 
 
 def main() -> None:
