@@ -20,6 +20,7 @@ from deployer.cli import (
     kubeconfig_cmds,
     lifecycle_cmds,
     local_cmds,
+    lock_cmds,
     render_cmds,
     sim_cmds,
 )
@@ -101,6 +102,7 @@ def _configure_logging(verbose: int, json_logs: bool) -> None:
 
 render_cmds.register(app)
 lifecycle_cmds.register(app)
+lock_cmds.register(app)
 kubeconfig_cmds.register(app)
 sim_cmds.register(app)
 app.add_typer(local_cmds.app, name="local", help="Run the embedded local IM server (Dummy VMs).")
