@@ -176,7 +176,9 @@ def spec_data_from_tosca(
             ),
         }
         count = scalable.get("count")
-        if count is not None:  # recreate it as it is now, within the group's bounds
+        initial = group.get("initial")
+        if count is not None and int(count) != (group.get("min", 0) if initial is None else initial):
+            # Recreate the group as it is now (within its bounds), not as it started.
             group["initial"] = max(group.get("min", 0), min(int(count), group.get("max", int(count))))
         groups.append(group)
     data["worker_groups"] = groups

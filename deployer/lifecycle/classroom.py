@@ -58,6 +58,22 @@ class Cancelled(Exception):
 
 
 @dataclass(frozen=True)
+class _Stop:
+    """One team's view of the class's cancel event: checks, and waits that end early on cancel."""
+
+    cancel: threading.Event
+    name: str
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled(self.name)
+
+    def sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise Cancelled(self.name)
+
+
+@dataclass(frozen=True)
 class ClassOptions:
     prefix: str
     teams: int
@@ -148,14 +164,18 @@ def create_class(
     Raises ``Cancelled`` when ``cancel`` is set, after the running creates have stopped.
     """
     from deployer.core.spec import load_spec
+    from deployer.lifecycle.lockfile import is_lock_file, load_locked
 
     check_prefix(options.prefix)
     if options.teams < 1:
         raise UserError("--teams must be 1 or more")
-    # Validate once, before anything is recorded: a bad spec fails the class, not N teams.
-    spec = load_spec(
-        options.spec_file, list(options.overrides), cloud=options.cloud, name=team_name(options.prefix, 1)
-    )
+    # Check once, before anything is recorded: a bad spec (or a drifted lock) fails the class, not N teams.
+    first = team_name(options.prefix, 1)
+    if is_lock_file(options.spec_file):
+        assert options.spec_file is not None
+        spec, _ = load_locked(paths, options.spec_file, name=first)
+    else:
+        spec = load_spec(options.spec_file, list(options.overrides), cloud=options.cloud, name=first)
     classes = ClassStore(paths.state_db)
     with class_lock(paths, options.prefix):
         record = classes.save_class(
@@ -205,18 +225,14 @@ def _run_team(
     def event(message: str) -> None:
         on_event(member.team, member.name, message)
 
-    def sleep(seconds: float) -> None:
-        if cancel.wait(seconds):
-            raise Cancelled(member.name)
-
+    stop = _Stop(cancel, member.name)
     attempts = member.attempts
     error = "no attempt was made"
     try:
         while attempts <= member.attempts + options.retries:
-            if cancel.is_set():
-                raise Cancelled(member.name)
+            stop.check()
             try:
-                result = _resume_or_create(paths, classes, options, member, attempts, event, sleep)
+                result = _resume_or_create(paths, classes, options, member, attempts, event, stop)
             except UserError as err:  # not something a retry fixes
                 error = str(err)
                 break
@@ -227,7 +243,7 @@ def _run_team(
                 if attempts <= member.attempts + options.retries:
                     event(f"attempt {attempts} failed ({error}); retrying in {RETRY_PAUSE_S:.0f}s")
                     _discard_failed(paths, member, event)
-                    sleep(RETRY_PAUSE_S)
+                    stop.sleep(RETRY_PAUSE_S)
                 continue
             classes.update_member(member.prefix, member.team, status=READY, error=None)
             event("ready")
@@ -247,7 +263,7 @@ def _resume_or_create(
     member: Member,
     attempts: int,
     event: Callable[[str], None],
-    sleep: Callable[[float], None],
+    stop: _Stop,
 ) -> TeamResult:
     deployments = open_store(paths)
     record = deployments.find(member.name)
@@ -258,10 +274,11 @@ def _resume_or_create(
         )
     hooks = CreateHooks(
         warn=lambda message: event(f"warning: {message}"),
+        before_submit=stop.check,
         submitted=lambda rec, url: event(f"submitted: infrastructure {rec.infrastructure_id}"),
         change=lambda old, new: event(_describe(new.state, new.vm_states)),
         unreachable=lambda err: event(f"IM unreachable ({err}); retrying"),
-        sleep=sleep,
+        sleep=stop.sleep,
     )
     if record is not None:
         record = _recover(paths, options, record, event)
@@ -369,6 +386,8 @@ def class_status(paths: Paths, prefix: str, *, token: str | None = None) -> list
             problem = member.error
             if record is not None:
                 problem = "the name is used by a deployment outside the class"
+            elif member.status == READY:
+                problem = "its deployment is gone (destroyed outside the class?); `class create` recreates it"
             rows.append(TeamStatus(member.team, member.name, member.status, None, None, None, {}, problem))
             continue
         state = None

@@ -34,6 +34,8 @@ class CreateHooks:
     """Where a create reports what happens (all optional)."""
 
     warn: Callable[[str], None] = _ignore
+    # Called right before the create request leaves; raising there stops the create with nothing submitted.
+    before_submit: Callable[[], None] = _ignore
     # The record once the IM accepted the create (its infrastructure id is known), and the IM's URL.
     submitted: Callable[[DeploymentRecord, str], None] = _ignore
     change: Callable[[InfraState | None, InfraState], None] = _ignore
@@ -151,6 +153,7 @@ def create_deployment(
                 im_url=client.url, tosca_redacted=prepared.tosca_redacted, estimate=estimate, **base
             )
         store = open_store(paths)
+        hooks.before_submit()
         record = submit(
             store,
             client,

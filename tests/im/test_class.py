@@ -124,15 +124,17 @@ def test_class_create_retries_a_failure_then_status_and_destroy_only_the_class(
 def test_a_team_that_keeps_failing_is_reported_without_stopping_the_others(
     cli, proxy, spec_file, tmp_path, local_im, im_user
 ):
+    lock = tmp_path / "course.lock.yaml"  # a class from a lock file, as next term's would be
+    cli("lock", str(spec_file), "-o", str(lock))
     proxy.fail_next(*CREATE, 500, times=2)  # team 1 (parallel 1): its create and its one retry
-    failed = cli(*class_args(cli, proxy, spec_file, tmp_path, "--parallel", "1", "--retries", "1"), code=3)
+    failed = cli(*class_args(cli, proxy, lock, tmp_path, "--parallel", "1", "--retries", "1"), code=3)
     assert "1 of 5 clusters failed (lab-01)" in failed.stderr
     rows = {r["cluster"]: r for r in csv.DictReader((tmp_path / "lab-roster.csv").open())}
     assert rows["lab-01"]["status"] == "failed" and "500" in rows["lab-01"]["error"]
     assert rows["lab-01"]["kubernetes.admin_token"] == ""
     assert {rows[f"lab-{n:02d}"]["status"] for n in range(2, TEAMS + 1)} == {"ready"}
 
-    rerun = cli.json(*class_args(cli, proxy, spec_file, tmp_path))  # retries only the failed team
+    rerun = cli.json(*class_args(cli, proxy, lock, tmp_path))  # retries only the failed team
     assert {t["status"] for t in rerun["teams"]} == {"ready"}
     assert len(proxy.calls(*CREATE)) == 2 + TEAMS  # two refused, then one create per team
     cli("class", "destroy", "lab", "--yes")
