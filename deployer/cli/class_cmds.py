@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from deployer.cli.context import app_context
-from deployer.cli.output import info, print_json, table, warn
+from deployer.cli.output import LiveArea, info, print_json, table, warn
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -24,32 +24,16 @@ TOKEN_OPT = typer.Option(
 )
 
 
-class _TeamProgress:
+class _TeamProgress(LiveArea):
     """One line per team: a live table on a terminal, a plain log line per change otherwise."""
 
     def __init__(self, title: str) -> None:
-        from deployer.cli.output import stderr
-
         self._title = title
         self._lines: dict[int, tuple[str, str]] = {}
-        self._lock = threading.Lock()
-        self._console = stderr()
-        self._live: Any = None
-        if self._console.is_terminal:
-            from rich.live import Live
+        self._lock = threading.Lock()  # teams report from their own threads
+        super().__init__()
 
-            self._live = Live(self._render(), console=self._console, transient=False)
-
-    def __enter__(self) -> _TeamProgress:
-        if self._live is not None:
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(None, None, None)
-
-    def _render(self) -> Any:
+    def render(self) -> Any:
         from rich.table import Table
 
         tbl = Table(title=self._title, show_edge=False)
@@ -64,8 +48,8 @@ class _TeamProgress:
             if self._lines.get(team) == (name, message):
                 return
             self._lines[team] = (name, message)
-            if self._live is not None:
-                self._live.update(self._render())
+            if self.live:
+                self.refresh()
             else:
                 info(f"{name}: {message}")
 

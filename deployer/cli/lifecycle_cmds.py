@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from deployer.cli.context import app_context
-from deployer.cli.output import info, print_json, table, warn
+from deployer.cli.output import LiveArea, info, print_json, table, warn
 
 if TYPE_CHECKING:
     from deployer.adapters.im.client import IMClient, InfraState
@@ -103,33 +103,19 @@ def _resume_hint(name: str) -> str:
     return f"follow it with `deployer status {name} --watch`, or remove it with `deployer destroy {name}`"
 
 
-class _Progress:
+class _Progress(LiveArea):
     """Per-VM progress on stderr: a live table on a terminal, one log line per change otherwise."""
 
     def __init__(self, title: str) -> None:
-        from deployer.cli.output import stderr
-
         self._title = title
-        self._console = stderr()
-        self._live: Any = None
+        self._state: InfraState | None = None
         self._unreachable = False
-        if self._console.is_terminal:
-            from rich.live import Live
+        super().__init__()
 
-            self._live = Live(self._render(None), console=self._console, transient=False)
-
-    def __enter__(self) -> _Progress:
-        if self._live is not None:
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(None, None, None)
-
-    def _render(self, state: InfraState | None) -> Any:
+    def render(self) -> Any:
         from rich.table import Table
 
+        state = self._state
         tbl = Table(title=f"{self._title}: {state.state if state else 'waiting for the IM'}", show_edge=False)
         tbl.add_column("VM")
         tbl.add_column("state")
@@ -141,8 +127,9 @@ class _Progress:
 
     def change(self, old: InfraState | None, new: InfraState) -> None:
         self._unreachable = False
-        if self._live is not None:
-            self._live.update(self._render(new))
+        self._state = new
+        if self.live:
+            self.refresh()
             return
         if old is None or old.state != new.state:
             info(f"{self._title}: {new.state}")
