@@ -23,6 +23,7 @@ import fcntl
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -48,6 +49,10 @@ PREFIX_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
 RETRY_PAUSE_S = 2.0
 # How many infrastructures one tag may have produced (a lost answer, then a re-submit): the sweep's bound.
 MAX_TAG_SWEEPS = 5
+# How long the IM may keep listing an infrastructure it has destroyed (its save is retried), and how often
+# destroy looks.
+SETTLE_S = 30.0
+VERIFY_POLL_S = 1.0
 
 # (team, deployment name, what happened): one call per change, from the team's worker thread.
 OnEvent = Callable[[int, str, str], None]
@@ -178,6 +183,7 @@ def create_class(
         spec = load_spec(options.spec_file, list(options.overrides), cloud=options.cloud, name=first)
     classes = ClassStore(paths.state_db)
     with class_lock(paths, options.prefix):
+        _check_endpoint(paths, options, spec.clouds())
         record = classes.save_class(
             ClassRecord(
                 prefix=options.prefix,
@@ -212,6 +218,21 @@ def create_class(
         if cancel.is_set():
             raise Cancelled(f"class {options.prefix}: cancelled")
     return [results[t] for t in sorted(results)]
+
+
+def _check_endpoint(paths: Paths, options: ClassOptions, clouds: tuple[str, ...]) -> None:
+    """Credentials and IM found once, up front: a missing profile fails the class, not each team, and
+    the embedded local IM is started here, not by several teams at once."""
+    from deployer.lifecycle.credentials import resolve_endpoint
+
+    resolve_endpoint(
+        paths,
+        clouds,
+        im_url=options.im_url,
+        auth_file=options.auth_file,
+        token=options.token,
+        insecure=options.insecure,
+    )
 
 
 def _run_team(
@@ -425,52 +446,117 @@ def destroy_class(
     on_event: OnEvent,
     token: str | None = None,
     parallel: int = 4,
+    settle: float = SETTLE_S,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DestroyReport | None:
-    """Destroy every member of the class and verify it is gone. None when there is no such class."""
+    """Destroy every member of the class and verify, in the IM's own listing, that it is gone.
+
+    Returns None when there is no such class. A member is forgotten only once the IM no longer lists
+    anything destroyed for it, so a re-run still knows what is left.
+    """
     classes = ClassStore(paths.state_db)
     with class_lock(paths, prefix):
         record = classes.find(prefix)
         if record is None:
             return None
-        outcomes: list[tuple[str, str]] = []
+        members = classes.members(prefix)
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="class") as pool:
-            futures = [
-                pool.submit(_destroy_member, paths, classes, record, member, on_event, token)
-                for member in classes.members(prefix)
-            ]
+            futures = [pool.submit(_destroy_member, paths, record, m, on_event, token) for m in members]
             outcomes = [future.result() for future in futures]
+        destroyed_ids = {
+            inf_id: m for m, o in zip(members, outcomes, strict=True) for inf_id in o.destroyed_ids
+        }
+        still_listed = _verify_gone(paths, record, destroyed_ids, on_event, token, settle, sleep)
+        final: list[tuple[Member, _MemberOutcome]] = []
+        for member, outcome in zip(members, outcomes, strict=True):
+            listed = sorted(i for i, m in still_listed.items() if m == member)
+            if listed:
+                outcome = _MemberOutcome("leftover", f"{member.name}: the IM still lists {', '.join(listed)}")
+            if outcome.kind != "leftover":
+                classes.forget_member(member.prefix, member.team)
+            final.append((member, outcome))
         classes.forget_class(prefix)
     return DestroyReport(
-        destroyed=tuple(name for kind, name in outcomes if kind == "destroyed"),
-        already_gone=tuple(name for kind, name in outcomes if kind == "gone"),
-        leftovers=tuple(text for kind, text in outcomes if kind == "leftover"),
+        destroyed=tuple(m.name for m, o in final if o.kind == "destroyed"),
+        already_gone=tuple(m.name for m, o in final if o.kind == "gone"),
+        leftovers=tuple(o.text for _, o in final if o.kind == "leftover"),
     )
 
 
-def _destroy_member(
+@dataclass(frozen=True)
+class _MemberOutcome:
+    kind: str  # "destroyed", "gone" or "leftover"
+    text: str = ""
+    destroyed_ids: tuple[str, ...] = ()
+
+
+def _verify_gone(
     paths: Paths,
-    classes: ClassStore,
     cls: ClassRecord,
-    member: Member,
+    destroyed: dict[str, Member],
     on_event: OnEvent,
     token: str | None,
-) -> tuple[str, str]:
+    settle: float,
+    sleep: Callable[[float], None],
+) -> dict[str, Member]:
+    """The destroyed infrastructures the IM still lists after ``settle`` seconds and one more destroy.
+
+    Why: the IM persists a destroy with a save that a concurrent save of another infrastructure can
+    overwrite (seen with parallel destroys on IM 2.0 + SQLite): the infrastructure is then listed again,
+    and would come back at the IM's next restart. Destroying it once more stores it as deleted.
+    """
+    if not destroyed:
+        return {}
+    deadline = time.monotonic() + settle
+    destroyed_again: set[str] = set()
+    try:
+        with _class_client(paths, cls, token) as client:
+            while True:
+                ids = set(client.list_ids())
+                listed = {i: m for i, m in destroyed.items() if i in ids}
+                if not listed or time.monotonic() >= deadline:
+                    return listed
+                for inf_id, member in listed.items():
+                    # Half the settle time first: the IM's own retried save usually clears it.
+                    if inf_id not in destroyed_again and time.monotonic() >= deadline - settle / 2:
+                        on_event(
+                            member.team, member.name, f"the IM still lists {inf_id}: destroying it again"
+                        )
+                        client.destroy(inf_id)
+                        destroyed_again.add(inf_id)
+                sleep(VERIFY_POLL_S)
+    except DeployerError as err:
+        for member in {m.team: m for m in destroyed.values()}.values():
+            on_event(member.team, member.name, f"cannot check the IM's listing: {err}")
+        return dict(destroyed)
+
+
+def _destroy_member(
+    paths: Paths, cls: ClassRecord, member: Member, on_event: OnEvent, token: str | None
+) -> _MemberOutcome:
     def event(message: str) -> None:
         on_event(member.team, member.name, message)
 
     existed = False
-    record = open_store(paths).find(member.name)
+    deployments = open_store(paths)
+    record = deployments.find(member.name)
+    # Infrastructures already destroyed here: the IM may still serve their templates for a moment, and a
+    # second DELETE racing the first must not happen.
+    gone: set[str] = set()
     try:
-        if record is not None and record.deployment_tag == member.deployment_tag:
-            event(f"destroying infrastructure {record.infrastructure_id or '(by tag)'}")
-            existed = destroy_deployment(paths, record, token=token)
-        elif record is not None:
-            event("a deployment outside the class has this name: left alone")
-        # Anything else carrying the member's tag (a create whose answer was lost) goes too.
-        # The IM may still serve a destroyed infrastructure's template for a moment; one whose DELETE it
-        # answers with 404 is gone.
         with _class_client(paths, cls, token) as client:
-            gone: set[str] = set()
+            if record is not None and record.deployment_tag == member.deployment_tag:
+                if not record.infrastructure_id:  # its create's answer was lost: find it by tag first
+                    found = client.find_by_tag(member.deployment_tag)
+                    if found is not None:
+                        record = deployments.update(record.name, infrastructure_id=found)
+                event(f"destroying infrastructure {record.infrastructure_id or '(never created)'}")
+                existed = destroy_deployment(paths, record, token=token)
+                if record.infrastructure_id:
+                    gone.add(record.infrastructure_id)
+            elif record is not None:
+                event("a deployment outside the class has this name: left alone")
+            # Anything else carrying the member's tag (e.g. a create re-submitted after a lost answer).
             for _ in range(MAX_TAG_SWEEPS):
                 found = client.find_by_tag(member.deployment_tag, skip_ids=gone)
                 if found is None:
@@ -482,16 +568,13 @@ def _destroy_member(
             left = client.find_by_tag(member.deployment_tag, skip_ids=gone)
     except DeployerError as err:
         event(f"not destroyed: {err}")
-        return ("leftover", f"{member.name}: {str(err).splitlines()[0]}")
+        return _MemberOutcome("leftover", f"{member.name}: {str(err).splitlines()[0]}", tuple(gone))
     if left is not None:
         event(f"infrastructure {left} is still there")
-        return (
-            "leftover",
-            f"{member.name}: infrastructure {left} (tag {member.deployment_tag}) still exists",
-        )
-    classes.forget_member(member.prefix, member.team)
+        text = f"{member.name}: infrastructure {left} (tag {member.deployment_tag}) still exists"
+        return _MemberOutcome("leftover", text, tuple(gone))
     event("destroyed" if existed else "already gone")
-    return ("destroyed" if existed else "gone", member.name)
+    return _MemberOutcome("destroyed" if existed else "gone", destroyed_ids=tuple(gone))
 
 
 def _class_client(paths: Paths, cls: ClassRecord, token: str | None) -> Any:
@@ -548,6 +631,11 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _spreadsheet_text(text: str) -> str:
+    """A value from the IM that starts like a formula stays text when the CSV is opened in a spreadsheet."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def roster_csv(results: list[TeamResult]) -> str:
     import csv
     import io
@@ -555,7 +643,7 @@ def roster_csv(results: list[TeamResult]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=ROSTER_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(roster_rows(results))
+    writer.writerows({k: _spreadsheet_text(v) for k, v in row.items()} for row in roster_rows(results))
     return buffer.getvalue()
 
 

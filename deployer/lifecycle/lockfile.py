@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,12 @@ def _commit_of(ref: str, env: Mapping[str, str]) -> str | None:
         return None
     if response.status_code != 200:
         raise RemoteError(f"GitHub answered {response.status_code} for {url}", status=response.status_code)
-    return response.text.strip()
+    commit = response.text.strip()
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):  # it goes into the URL the IM fetches: nothing else may
+        raise RemoteError(
+            f"{url} did not answer a commit id (got {commit[:40]!r}); check DEPLOYER_GITHUB_API"
+        )
+    return commit
 
 
 def types_pin(mode: str, env: Mapping[str, str], locked: Mapping[str, Any] | None = None) -> dict[str, str]:

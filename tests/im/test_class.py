@@ -21,9 +21,9 @@ from deployer.adapters.im.client import IMClient
 from deployer.adapters.state.classes import ClassStore
 from deployer.adapters.state.secrets import SecretStore
 from deployer.adapters.state.store import DeploymentStore
+from deployer.lifecycle.classroom import TeamResult, roster_csv, roster_markdown
 from deployer.paths import resolve_paths
 from tests.daemon.im_proxy import IMProxy
-from tests.im.conftest import eventually
 
 pytestmark = pytest.mark.im
 
@@ -111,9 +111,15 @@ def test_class_create_retries_a_failure_then_status_and_destroy_only_the_class(
     assert [(t["name"], t["state"]) for t in status["teams"]] == [(t["name"], "configured") for t in teams]
     assert not any(r["kubernetes.admin_token"] in cli("class", "status", "lab").stdout for r in rows)
 
+    proxy.fail_with = 503  # the IM is down: nothing is forgotten, everything is reported as left over
+    blocked = cli("class", "destroy", "lab", "--yes", code=3)
+    assert f"{TEAMS} left over" in blocked.stderr and "run the command again" in blocked.stderr
+    assert len(ClassStore(resolve_paths().state_db).members("lab")) == TEAMS
+    proxy.fail_with = None
+
     destroyed = cli("class", "destroy", "lab", "--yes")
     assert f"{TEAMS} destroyed" in destroyed.stderr and "0 left over" in destroyed.stderr
-    eventually(lambda: im_ids(local_im, im_user), {outsider})
+    assert im_ids(local_im, im_user) == {outsider}  # class destroy checked the IM's own listing
     assert [r.name for r in DeploymentStore(resolve_paths().state_db).all()] == ["lab-outside"]
     assert ClassStore(resolve_paths().state_db).find("lab") is None
     again = cli("class", "destroy", "lab", "--yes")
@@ -138,7 +144,7 @@ def test_a_team_that_keeps_failing_is_reported_without_stopping_the_others(
     assert {t["status"] for t in rerun["teams"]} == {"ready"}
     assert len(proxy.calls(*CREATE)) == 2 + TEAMS  # two refused, then one create per team
     cli("class", "destroy", "lab", "--yes")
-    eventually(lambda: im_ids(local_im, im_user), set())
+    assert im_ids(local_im, im_user) == set()
 
 
 def test_ctrl_c_records_everything_and_a_rerun_creates_only_what_is_missing(
@@ -179,4 +185,49 @@ def test_ctrl_c_records_everything_and_a_rerun_creates_only_what_is_missing(
     assert len(proxy.calls(*CREATE)) == TEAMS  # one create per team over both runs
 
     cli("class", "destroy", "lab", "--yes")
-    eventually(lambda: im_ids(local_im, im_user), set())
+    assert im_ids(local_im, im_user) == set()
+
+
+def test_roster_values_from_a_hostile_im_stay_text():
+    team = TeamResult(
+        1,
+        "lab-01",
+        "ready",
+        1,
+        outputs={"kubernetes_api_endpoint": '=HYPERLINK("http://evil")', "oscar_endpoint": "a|b\nc"},
+        credentials={"kubernetes.admin_token": "tok"},
+    )
+    row = next(csv.DictReader(roster_csv([team]).splitlines()))
+    assert (
+        row["kubernetes_api_endpoint"] == '\'=HYPERLINK("http://evil")'
+        and row["kubernetes.admin_token"] == "tok"
+    )
+    table_row = roster_markdown("lab", [team]).splitlines()[-1]
+    assert "a\\|b c" in table_row and table_row.count(" | ") == len(row) - 1
+
+
+def test_destroy_checks_the_ims_listing_and_destroys_again_what_it_still_lists(
+    cli, proxy, spec_file, tmp_path, local_im, im_user
+):
+    from deployer.lifecycle.classroom import destroy_class
+
+    created = cli.json(*class_args(cli, proxy, spec_file, tmp_path, "--teams", "2"))["teams"]
+    lying = f"/infrastructures/{created[0]['infrastructure_id']}"
+    events: list[str] = []
+
+    def on_event(team, name, message):
+        events.append(f"{name}: {message}")
+
+    # The IM answers the DELETE with 200 but keeps the infrastructure (as a lost save does), twice:
+    # the second destroy is not enough either, so it is a reported leftover and stays a member.
+    proxy.fail_next("DELETE", lying, 200, times=2)
+    report = destroy_class(resolve_paths(), "lab", on_event=on_event, settle=4.0)
+    assert report.leftovers == (f"lab-01: the IM still lists {created[0]['infrastructure_id']}",)
+    assert report.destroyed == ("lab-02",)
+    assert any("lab-01: the IM still lists" in e and "destroying it again" in e for e in events)
+    assert [m.name for m in ClassStore(resolve_paths().state_db).members("lab")] == ["lab-01"]
+
+    proxy.fail_next("DELETE", lying, 200)  # once more a lie, then the repeated destroy is real
+    report = destroy_class(resolve_paths(), "lab", on_event=on_event, settle=4.0)
+    assert report.leftovers == () and im_ids(local_im, im_user) == set()
+    assert ClassStore(resolve_paths().state_db).find("lab") is None

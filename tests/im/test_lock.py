@@ -125,12 +125,15 @@ def test_remote_types_are_pinned_to_the_commit_and_a_vanished_commit_is_refused(
     cli, tmp_path: Path, monkeypatch
 ):
     sha = "3f2c1b0a" * 5
-    github = FakeGitHub({"main": sha, sha: sha})
+    github = FakeGitHub({"main": "<html>a captive portal</html>"})
     monkeypatch.setenv("DEPLOYER_GITHUB_API", github.url)
     try:
         spec = tmp_path / "lab.yaml"
         spec.write_text(SPEC + "types: remote\n")
         lock = tmp_path / "lab.lock.yaml"
+        garbage = cli("lock", str(spec), "-o", str(lock), code=3)  # never put into the URL the IM fetches
+        assert "did not answer a commit id" in garbage.stderr and not lock.exists()
+        github.commits.update({"main": sha, sha: sha})
         cli("lock", str(spec), "-o", str(lock), "--name", "remote-lab")
         types = yaml.safe_load(lock.read_text())["pins"]["types"]
         assert types == {
