@@ -29,7 +29,7 @@ import yaml
 from deployer import __version__
 from deployer.core.lock import FRONT, UNAVAILABLE, is_lock, lock_diff, lock_document, pinned_spec_data
 from deployer.core.render import DEFAULT_LOCAL_IMAGE, PUBLISHED_TYPES_URL, types_file
-from deployer.core.spec import SECRET_FIELDS, ClusterSpec, validate_spec
+from deployer.core.spec import SECRET_FIELDS, ClusterSpec, read_spec_file, validate_spec
 from deployer.errors import RemoteError, UserError
 from deployer.paths import Paths
 
@@ -44,14 +44,8 @@ class LockMismatch(UserError):
     """Something the lock pins is no longer available or resolves differently now."""
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    from deployer.core.spec import read_spec_file
-
-    return read_spec_file(path)
-
-
 def is_lock_file(path: Path | None) -> bool:
-    return path is not None and path.is_file() and is_lock(read_yaml(path))
+    return path is not None and path.is_file() and is_lock(read_spec_file(path))
 
 
 def sha256_file(path: Path) -> str:
@@ -228,7 +222,7 @@ def load_locked(
 
     ``name`` (``--name``) is the only change a lock accepts: a lab recreates the cluster under a new name.
     """
-    document = read_yaml(path)
+    document = read_spec_file(path)
     pins = document.get("pins")
     spec_data = document.get("spec")
     if not isinstance(pins, dict) or not isinstance(spec_data, dict):

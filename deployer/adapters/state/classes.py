@@ -95,11 +95,6 @@ class ClassStore:
             )
         return found
 
-    def all(self) -> list[ClassRecord]:
-        with session(self._path) as conn:
-            prefixes = [r["prefix"] for r in conn.execute("SELECT prefix FROM classes ORDER BY prefix")]
-        return [self.get(p) for p in prefixes]
-
     def save_class(self, record: ClassRecord) -> ClassRecord:
         """Insert the class, or grow its team count (the other settings of a re-run are the first run's)."""
         with transaction(self._path) as conn:
@@ -132,7 +127,7 @@ class ClassStore:
         return self.member(prefix, team)
 
     def update_member(self, prefix: str, team: int, **changes: object) -> Member:
-        allowed = {"status", "attempts", "error", "deployment_tag"}
+        allowed = {"status", "attempts", "error"}
         if set(changes) - allowed:
             raise ValueError(f"cannot update {sorted(set(changes) - allowed)}")
         assignments = ", ".join(f"{col} = ?" for col in changes)
