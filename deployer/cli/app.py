@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from deployer import __version__
 from deployer.cli import (
+    class_cmds,
     clouds_cmds,
     daemon_cmds,
     demo_cmds,
@@ -20,6 +21,7 @@ from deployer.cli import (
     kubeconfig_cmds,
     lifecycle_cmds,
     local_cmds,
+    lock_cmds,
     oscar_cmds,
     render_cmds,
     sim_cmds,
@@ -103,6 +105,7 @@ def _configure_logging(verbose: int, json_logs: bool) -> None:
 
 render_cmds.register(app)
 lifecycle_cmds.register(app)
+lock_cmds.register(app)
 kubeconfig_cmds.register(app)
 sim_cmds.register(app)
 ui_cmds.register(app)
@@ -112,6 +115,7 @@ app.add_typer(clouds_cmds.app, name="clouds", help="Cloud profiles and credentia
 app.add_typer(edge_cmds.app, name="edge", help="Join and remove edge (Raspberry Pi) nodes with Ansible.")
 app.add_typer(daemon_cmds.app, name="daemon", help="The elasticity daemon.")
 app.add_typer(oscar_cmds.app, name="oscar", help="OSCAR services from FDL files: validate, apply, run, logs.")
+app.add_typer(class_cmds.app, name="class", help="Teaching classes: one cluster per student team.")
 
 
 def main() -> None:

@@ -9,14 +9,14 @@ inside the commands so ``deployer --help`` stays fast.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from deployer.cli.context import app_context
-from deployer.cli.output import info, print_json, table, warn
+from deployer.cli.output import LiveArea, info, print_json, table, warn
 
 if TYPE_CHECKING:
     from deployer.adapters.im.client import IMClient, InfraState
@@ -47,7 +47,6 @@ WAIT_LOCK_OPT = typer.Option(
     help="If another deployer command is changing this deployment, wait for it (else fail at once).",
 )
 
-INSECURE_REMEMBERED = "not verifying the IM's TLS certificate (--insecure was given at create)"
 SIMULATED_NOTE = "simulated VMs (local IM, Dummy connector): the addresses above are not reachable machines"
 
 
@@ -62,9 +61,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _store(paths: Paths) -> DeploymentStore:
-    from deployer.adapters.state.store import DeploymentStore
+    from deployer.lifecycle.create import open_store
 
-    return DeploymentStore(paths.state_db)
+    return open_store(paths)
 
 
 def _client_for(
@@ -74,21 +73,10 @@ def _client_for(
     insecure: bool,
     token: str | None = None,
 ) -> IMClient:
-    from deployer.lifecycle.credentials import endpoint_for_record
+    from deployer.lifecycle.create import client_for_record
 
     _register_token(token)
-    endpoint = endpoint_for_record(paths, record, auth_file=auth_file, token=token)
-    if endpoint.insecure:
-        warn(f"{record.name}: {INSECURE_REMEMBERED}")
-    return endpoint.client(insecure=insecure)
-
-
-@contextmanager
-def _locked(paths: Paths, name: str, command: str, wait_lock: bool) -> Iterator[None]:
-    from deployer.lifecycle.session import locked
-
-    with locked(paths, name, command, wait=wait_lock):
-        yield
+    return client_for_record(paths, record, auth_file=auth_file, insecure=insecure, token=token, warn=warn)
 
 
 @contextmanager
@@ -131,33 +119,19 @@ def _resume_hint(name: str) -> str:
     return f"follow it with `deployer status {name} --watch`, or remove it with `deployer destroy {name}`"
 
 
-class _Progress:
+class _Progress(LiveArea):
     """Per-VM progress on stderr: a live table on a terminal, one log line per change otherwise."""
 
     def __init__(self, title: str) -> None:
-        from deployer.cli.output import stderr
-
         self._title = title
-        self._console = stderr()
-        self._live: Any = None
+        self._state: InfraState | None = None
         self._unreachable = False
-        if self._console.is_terminal:
-            from rich.live import Live
+        super().__init__()
 
-            self._live = Live(self._render(None), console=self._console, transient=False)
-
-    def __enter__(self) -> _Progress:
-        if self._live is not None:
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(None, None, None)
-
-    def _render(self, state: InfraState | None) -> Any:
+    def render(self) -> Any:
         from rich.table import Table
 
+        state = self._state
         tbl = Table(title=f"{self._title}: {state.state if state else 'waiting for the IM'}", show_edge=False)
         tbl.add_column("VM")
         tbl.add_column("state")
@@ -169,8 +143,9 @@ class _Progress:
 
     def change(self, old: InfraState | None, new: InfraState) -> None:
         self._unreachable = False
-        if self._live is not None:
-            self._live.update(self._render(new))
+        self._state = new
+        if self.live:
+            self.refresh()
             return
         if old is None or old.state != new.state:
             info(f"{self._title}: {new.state}")
@@ -187,26 +162,14 @@ class _Progress:
 
 
 def _follow(client: IMClient, record: DeploymentRecord, store: DeploymentStore, timeout: float) -> InfraState:
-    """Follow to configured, recording the last state seen whatever happens."""
+    """Follow to configured with live progress, recording the last state seen whatever happens."""
     from deployer.errors import RemoteError
-    from deployer.lifecycle.deploy import follow
-
-    assert record.infrastructure_id is not None
-    last: list[InfraState] = []
-
-    def on_change(old: InfraState | None, new: InfraState) -> None:
-        last.append(new)
-        progress.change(old, new)
+    from deployer.lifecycle.create import CreateHooks, follow_recorded
 
     try:
         with _Progress(record.name) as progress:
-            final = follow(
-                client,
-                record.infrastructure_id,
-                timeout=timeout,
-                on_change=on_change,
-                on_unreachable=progress.unreachable,
-            )
+            hooks = CreateHooks(change=progress.change, unreachable=progress.unreachable)
+            return follow_recorded(store, client, record, timeout, hooks)
     except KeyboardInterrupt:
         info(
             f"stopped following; infrastructure {record.infrastructure_id} keeps running: "
@@ -216,10 +179,6 @@ def _follow(client: IMClient, record: DeploymentRecord, store: DeploymentStore, 
     except RemoteError as err:
         err.args = (f"{err}\n{_resume_hint(record.name)}",)
         raise
-    finally:
-        if last:
-            store.update(record.name, status=last[-1].state)
-    return final
 
 
 def _print_outputs(
@@ -239,14 +198,6 @@ def _show(value: Any) -> str:
 
         return json.dumps(value, sort_keys=True)
     return "" if value is None else str(value)
-
-
-def _settle_after_create(paths: Paths, client: IMClient, record: DeploymentRecord) -> None:
-    """A create request that landed very late (after the resubmission) shows up only now: destroy it."""
-    from deployer.lifecycle.identity import settle_duplicates, settled_message
-
-    for line in settled_message(record.name, settle_duplicates(_store(paths), client, record)):
-        warn(line)
 
 
 # ---- commands -------------------------------------------------------------------------------------
@@ -284,100 +235,93 @@ def create(
     Running it again after an interruption resumes: the recorded deployment is adopted by its tag (or,
     when its create can no longer land and nothing carries the tag, submitted afresh), never duplicated.
     """
-    import secrets
-
-    from deployer.adapters.tosca import validate_tosca
-    from deployer.lifecycle.credentials import resolve_endpoint
-    from deployer.lifecycle.deploy import mask_outputs, submit
-    from deployer.lifecycle.prepare import check_placement, prepare_cluster
+    from deployer.errors import RemoteError
+    from deployer.lifecycle.create import CreateHooks, create_deployment
 
     paths = app_context(ctx).paths
-    tag = f"dpl-{secrets.token_hex(8)}"
-    prepared = prepare_cluster(
-        paths,
-        spec_file,
-        cloud=cloud,
-        name=name,
-        overrides=list(overrides or []),
-        workers=workers,
-        deployment_tag=tag,
-    )
-    spec = prepared.spec
-    assert spec.name is not None
-    check_placement(prepared)
-    for finding in prepared.findings:
-        warn(finding.message)
-    validate_tosca(prepared.tosca_redacted, source=str(spec_file or "rendered TOSCA"))
-    from deployer.lifecycle.oscar import apply_after_create, load_spec_fdls
-
-    fdls = load_spec_fdls(spec, spec_file)  # oscar.fdl_files: checked now, applied once configured
     _register_token(token)
-    endpoint = resolve_endpoint(
-        paths, spec.clouds(), im_url=im_url, auth_file=auth_file, token=token, insecure=insecure
+    submitted: list[DeploymentRecord] = []
+
+    def on_submitted(record: DeploymentRecord, url: str) -> None:
+        submitted.append(record)
+        info(f"{record.name}: infrastructure {record.infrastructure_id} submitted to {url}")
+        if wait:
+            progress.append(_Progress(record.name).__enter__())
+
+    progress: list[_Progress] = []  # the live per-VM view, once the cluster's name and id are known
+    hooks = CreateHooks(
+        warn=warn,
+        submitted=on_submitted,
+        change=lambda old, new: progress[-1].change(old, new),
+        unreachable=lambda err: progress[-1].unreachable(err),
     )
-    with ExitStack() as stack:
-        client = stack.enter_context(endpoint.client())
-        if dry_run:
-            estimate = client.estimate(prepared.tosca)
-            if json_output:
-                print_json({"name": spec.name, "tosca": prepared.tosca_redacted, "estimate": estimate})
-            else:
-                typer.echo(prepared.tosca_redacted, nl=False)
-                info(f"IM resource estimate: {_show(estimate)}")
-            return
-        # The lock covers the follow too: a destroy or scale while the IM is still creating would race it.
-        stack.enter_context(_locked(paths, spec.name, "create", wait_lock))
-        record = submit(
-            _store(paths),
-            client,
-            name=spec.name,
-            cloud=spec.cloud,
-            tosca=prepared.tosca,
-            tosca_redacted=prepared.tosca_redacted,
-            deployment_tag=tag,
-            spec_hash=prepared.spec_hash,
-            auth_file=str(endpoint.auth_file) if endpoint.auth_file else None,
-            clouds=spec.clouds(),
+    try:
+        result = create_deployment(
+            paths,
+            spec_file,
+            cloud=cloud,
+            name=name,
+            overrides=list(overrides or []),
+            workers=workers,
+            im_url=im_url,
+            auth_file=auth_file,
+            token=token,
             insecure=insecure,
-            simulated=prepared.simulated,
-            notify=warn,
+            wait=wait,
+            timeout=timeout,
+            dry_run=dry_run,
+            wait_lock=wait_lock,
+            hooks=hooks,
         )
-        info(f"{spec.name}: infrastructure {record.infrastructure_id} submitted to {client.url}")
-        if not wait:
-            result = {
-                "name": spec.name,
-                "infrastructure_id": record.infrastructure_id,
-                "status": record.status,
-            }
-            if json_output:
-                print_json(result)
-            else:
-                info(f"not waiting: {_resume_hint(spec.name)}")
-            return
-        final = _follow(client, record, _store(paths), timeout)
-        assert record.infrastructure_id is not None
-        _settle_after_create(paths, client, record)
-        values = mask_outputs(client.outputs(record.infrastructure_id), show_secrets=False)
-    info(f"{spec.name}: {final.state} ({len(final.vm_states)} VMs)")
+    except KeyboardInterrupt:
+        if not submitted:
+            raise
+        record = submitted[-1]
+        info(
+            f"stopped following; infrastructure {record.infrastructure_id} keeps running: "
+            + _resume_hint(record.name)
+        )
+        raise typer.Exit(130) from None
+    except RemoteError as err:
+        if submitted:
+            err.args = (f"{err}\n{_resume_hint(submitted[-1].name)}",)
+        raise
+    finally:
+        for view in progress:
+            view.__exit__(None, None, None)
+    if result.estimate is not None:
+        if json_output:
+            print_json({"name": result.name, "tosca": result.tosca_redacted, "estimate": result.estimate})
+        else:
+            typer.echo(result.tosca_redacted, nl=False)
+            info(f"IM resource estimate: {_show(result.estimate)}")
+        return
+    if not wait:
+        if json_output:
+            print_json(
+                {"name": result.name, "infrastructure_id": result.infrastructure_id, "status": result.state}
+            )
+        else:
+            info(f"not waiting: {_resume_hint(result.name)}")
+        return
+    info(f"{result.name}: {result.state} ({result.vm_count} VMs)")
     _print_outputs(
-        spec.name,
-        prepared.simulated,
-        values,
+        result.name,
+        result.simulated,
+        result.outputs,
         as_json=json_output,
-        extra={"infrastructure_id": record.infrastructure_id, "state": final.state},
+        extra={"infrastructure_id": result.infrastructure_id, "state": result.state},
     )
-    for service in apply_after_create(
-        paths, spec.name, values, fdls, simulated=prepared.simulated, notify=warn
-    ):
-        info(f"{spec.name}: OSCAR service {service.name} {service.action}")
-    if spec.elasticity.enabled:
+    for service in result.services:
+        info(f"{result.name}: OSCAR service {service.name} {service.action}")
+    if result.elasticity:
         # Puts the elasticity daemon on the front end (real clouds), or says how to run it elsewhere.
         from deployer.cli.playbooks import playbook_progress
         from deployer.lifecycle.daemon_install import install_after_create
 
         verbose = app_context(ctx).verbose
-        progress = playbook_progress(verbose)
-        install_after_create(paths, spec.name, notify=warn, on_event=progress, token=token)
+        playbook_events = playbook_progress(verbose)
+        install_after_create(paths, result.name, notify=warn, on_event=playbook_events, token=token)
 
 
 def list_deployments(
@@ -389,6 +333,7 @@ def list_deployments(
     from dataclasses import asdict, replace
 
     from deployer.errors import DeployerError, RemoteError
+    from deployer.lifecycle.create import INSECURE_REMEMBERED
     from deployer.lifecycle.credentials import endpoint_for_record, local_auth_entries, local_im
     from deployer.lifecycle.deploy import list_with_drift
     from deployer.lifecycle.identity import TagScan, scan_tags
@@ -584,7 +529,7 @@ def destroy(
     import sys
 
     from deployer.errors import UserError
-    from deployer.lifecycle.deploy import destroy as destroy_deployment
+    from deployer.lifecycle.create import destroy_deployment
 
     paths = app_context(ctx).paths
     store = _store(paths)
@@ -598,17 +543,17 @@ def destroy(
         typer.confirm(
             f"Destroy {name} (infrastructure {record.infrastructure_id} on {record.im_url})?", abort=True
         )
-    from deployer.sandbox.processes import forget_sandbox, stop_sandbox
-
-    with _locked(paths, name, "destroy", wait_lock):
-        record = store.find(name)
-        if record is None:  # destroyed by the command we waited for
-            info(f"{name}: no such deployment here; nothing to destroy")
-            return
-        stop_sandbox(paths, name)  # its daemon must not scale what is being destroyed
-        with _client_for(paths, record, auth_file, insecure, token) as client:
-            result = destroy_deployment(store, client, record, keep_record=keep_record, notify=warn)
-        forget_sandbox(paths, name)
+    _register_token(token)
+    result = destroy_deployment(
+        paths,
+        record,
+        auth_file=auth_file,
+        insecure=insecure,
+        token=token,
+        keep_record=keep_record,
+        wait_lock=wait_lock,
+        warn=warn,
+    )
     if result.destroyed:
         info(f"{name}: destroyed {', '.join(result.destroyed)}; the IM lists nothing of it any more")
     else:

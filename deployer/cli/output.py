@@ -92,3 +92,39 @@ def status(initial: str) -> Iterator[Status]:
         st = Status(None)
         st.update(initial)
         yield st
+
+
+class LiveArea:
+    """A region of stderr that a subclass's ``render()`` redraws in place, on a terminal only.
+
+    Elsewhere (CI, pipes) ``live`` is False and the subclass writes log lines instead. Subclasses set
+    what ``render`` reads before calling ``super().__init__()``.
+    """
+
+    def __init__(self) -> None:
+        self._live: Any = None
+        console = stderr()
+        if console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(self.render(), console=console, transient=False)
+
+    @property
+    def live(self) -> bool:
+        return self._live is not None
+
+    def render(self) -> Any:
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self.render())
+
+    def __enter__(self) -> Any:
+        if self._live is not None:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)

@@ -56,6 +56,8 @@ def node_id(group_name: str) -> str:
 class RenderOptions:
     # "local": import our types file by absolute path; "remote": import PUBLISHED_TYPES_URL.
     types: str = "remote"
+    # "remote" only: the types URL to import instead, pinned to a commit by a lock file.
+    types_url: str | None = None
     # The local profile has simulated VMs: no public IP (Dummy never assigns one) and a dummy image.
     simulated: bool = False
     # Cloud profile name -> default VM image for that cloud (``egi://site/image?vo``, ``ost://…``).
@@ -127,7 +129,7 @@ def render_tosca(spec: ClusterSpec, options: RenderOptions) -> str:
     """The TOSCA document for ``spec``. ``spec.name`` and its secrets must already be filled in."""
     if spec.name is None:
         raise ValueError("render_tosca needs a named spec; the caller resolves generated names")
-    types_ref = str(types_file()) if options.types == "local" else PUBLISHED_TYPES_URL
+    types_ref = str(types_file()) if options.types == "local" else options.types_url or PUBLISHED_TYPES_URL
     front_image = spec.front.image or options.default_images.get(spec.cloud)
     if front_image is None and options.simulated:
         front_image = DEFAULT_LOCAL_IMAGE

@@ -149,7 +149,7 @@ def submit(
                 f"deployment {name!r} is {existing.status}; run `deployer destroy {name}` to finish and "
                 "forget it, then create it again"
             )
-        resumed = _resume(store, client, existing, notify=notify, clock=clock, sleep=sleep)
+        resumed = resume_submission(store, client, existing, notify=notify, clock=clock, sleep=sleep)
         if resumed is not None:
             return resumed
     store.add(
@@ -227,14 +227,14 @@ def _send_create(
     return record
 
 
-def _resume(
+def resume_submission(
     store: DeploymentStore,
     client: IMClient,
     record: DeploymentRecord,
     *,
-    notify: Callable[[str], None],
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
+    notify: Callable[[str], None] = lambda message: None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DeploymentRecord | None:
     """The recorded deployment, its interrupted create adopted; None (record dropped) when that create
     can no longer land and nothing carries the tag, so it must be sent afresh."""

@@ -66,12 +66,14 @@ def render_prepared(
     removal_lists: Mapping[str, tuple[str, ...]] | None = None,
     simulated: bool | None = None,
     findings: tuple[Finding, ...] = (),
+    types_url: str | None = None,
 ) -> PreparedCluster:
     """Render an already complete spec (name + secrets), e.g. again with new group counts.
     ``simulated`` defaults to "the front end is on the built-in local cloud"."""
     simulated = spec.cloud == LOCAL_CLOUD if simulated is None else simulated
     options = RenderOptions(
         types=types_mode(spec, simulated),
+        types_url=types_url,
         simulated=simulated,
         default_images=dict(default_images or {}),
         deployment_tag=deployment_tag,
@@ -112,18 +114,32 @@ def prepare_cluster(
     deployment_tag: str | None = None,
     default_images: Mapping[str, str] | None = None,
 ) -> PreparedCluster:
-    spec = load_spec(spec_file, overrides, cloud=cloud, name=name, workers=workers)
+    """A spec file (or a lock file: checked, then rendered exactly as locked) plus flags, rendered."""
+    from deployer.lifecycle.lockfile import is_lock_file, load_locked
+
+    types_url = None
+    if is_lock_file(spec_file):
+        assert spec_file is not None
+        if cloud is not None or overrides or workers is not None:
+            raise UserError(
+                f"{spec_file} is a lock file: it takes no --cloud, --set or --workers (only --name)"
+            )
+        spec, pins = load_locked(paths, spec_file, name=name)
+        types_url = pins["types"].get("url")
+    else:
+        spec = load_spec(spec_file, overrides, cloud=cloud, name=name, workers=workers)
     kinds = cloud_kinds(paths, spec)
     source = str(spec_file.resolve()) if spec_file is not None else f"<flags:{spec.cloud}>"
     spec = complete_spec(paths, spec, source)
     if default_images is None:
-        default_images = _profile_images(paths, spec)
+        default_images = profile_images(paths, spec)
     return render_prepared(
         spec,
         deployment_tag=deployment_tag,
         default_images=default_images,
         simulated=all(kinds.get(c) == LOCAL_CLOUD for c in spec.clouds()),
         findings=tuple(hybrid_findings(spec, kinds)),
+        types_url=types_url,
     )
 
 
@@ -140,7 +156,7 @@ def cloud_kinds(paths: Paths, spec: ClusterSpec) -> dict[str, str]:
     return kinds
 
 
-def _profile_images(paths: Paths, spec: ClusterSpec) -> Mapping[str, str]:
+def profile_images(paths: Paths, spec: ClusterSpec) -> Mapping[str, str]:
     """Default images from the cloud profiles. A cloud without a profile has none: rendering still works
     (the IM then picks by the os properties), and ``create`` fails on the missing credentials instead."""
     from deployer.adapters.clouds.profiles import default_images

@@ -1,7 +1,9 @@
 """A loopback HTTP proxy in front of the real local IM that records every request and can answer 500.
 
-The daemon tests point the IM power manager at it to count add-resource calls, to make the IM "fail"
-on demand (``fail_with = 500``) without touching the IM itself, and to stop the client mid-call (``hook``).
+The daemon tests point the IM power manager at it to count add-resource calls and to make the IM "fail"
+on demand (``fail_with = 500``) without touching the IM itself. ``fail_next`` fails only the next few
+requests of one kind, ``delay`` holds requests of one kind before forwarding them (a slow IM), and
+``hook`` stops the client mid-call.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +37,8 @@ class IMProxy:
         # answered, before the client gets the answer: a test may block or kill the client there. Raising
         # ConnectionAbortedError at "received" drops the request unserved.
         self.hook: Callable[[str, str, str], None] | None = None
+        self._fail_next: dict[tuple[str, str], list[int]] = {}  # (method, path) -> statuses still to answer
+        self.delay: dict[tuple[str, str], float] = {}  # (method, path) -> seconds to hold each request
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -53,6 +58,18 @@ class IMProxy:
         with self._lock:
             return [r for r in self.requests if r.method == method and r.path == path]
 
+    def fail_next(self, method: str, path: str, status: int, times: int = 1) -> None:
+        """Answer the next ``times`` requests ``method path`` with ``status`` (then forward again)."""
+        with self._lock:
+            self._fail_next.setdefault((method, path), []).extend([status] * times)
+
+    def _injected_status(self, method: str, path: str) -> int | None:
+        with self._lock:
+            pending = self._fail_next.get((method, path))
+            if pending:
+                return pending.pop(0)
+        return self.fail_with
+
     def _record(self, method: str, path: str, status: int) -> None:
         with self._lock:
             self.requests.append(ProxiedRequest(method, path, status))
@@ -67,10 +84,12 @@ class IMProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 path = self.path.split("?")[0]
-                if proxy.fail_with is not None:
-                    payload = json.dumps({"message": "injected failure", "code": proxy.fail_with}).encode()
-                    proxy._record(self.command, path, proxy.fail_with)
-                    self.send_response(proxy.fail_with)
+                time.sleep(proxy.delay.get((self.command, path), 0.0))
+                injected = proxy._injected_status(self.command, path)
+                if injected is not None:
+                    payload = json.dumps({"message": "injected failure", "code": injected}).encode()
+                    proxy._record(self.command, path, injected)
+                    self.send_response(injected)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

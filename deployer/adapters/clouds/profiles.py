@@ -418,7 +418,7 @@ def image_url(
         return f"aws://{region}/{image}"
     if profile.kind == "openstack":
         host = urlparse(
-            str(openstack_config(profile, env or os.environ).get("auth", {}).get("auth_url", ""))
+            str(openstack_config(profile, dict(env or os.environ)).get("auth", {}).get("auth_url", ""))
         ).hostname
         if not host:
             raise UserError(f"cloud profile '{profile.name}': no Keystone URL to build an ost:// image URL")
