@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -252,12 +253,20 @@ def export_deployment(
     from deployer.core.render import cloud_auth_id
     from deployer.lifecycle.create import client_for_record, open_store
     from deployer.lifecycle.credentials import record_clouds
+    from deployer.lifecycle.deploy import vm_views
 
     record = open_store(paths).get(name)
     if not record.infrastructure_id:
         raise UserError(f"deployment {name!r} has no infrastructure yet; see `deployer status {name}`")
     with client_for_record(paths, record, token=token) as client:
         document = yaml.safe_load(client.tosca(record.infrastructure_id)) or {}
+        live = Counter(vm.node for vm in vm_views(client, record.infrastructure_id))
+    # The IM's copy keeps the counts of the create (scales add and remove VMs one group at a time, never
+    # by posting counts): the VMs that exist now are the truth.
+    for node, template in ((document.get("topology_template") or {}).get("node_templates") or {}).items():
+        scalable = ((template or {}).get("capabilities") or {}).get("scalable")
+        if isinstance(scalable, dict):
+            scalable.setdefault("properties", {})["count"] = live.get(node, 0)
     cloud_names = {cloud_auth_id(cloud): cloud for cloud in record_clouds(record)}
     spec = validate_spec(spec_data_from_tosca(document, cloud_names=cloud_names, group_label=GROUP_LABEL))
     imported = next((str(v) for item in document.get("imports") or [] for v in (item or {}).values()), "")
