@@ -106,6 +106,12 @@ class Elasticity(_Strict):
         description="fixed: an empty node goes after idle_time; break-even: after min(idle_time, "
         "max(60 s, its group's boot_seconds + 30 s shutdown)), the node-time a re-boot costs",
     )
+    wait_for_room: Literal["off", "boot", "break-even"] = Field(
+        "break-even",
+        description="a pending pod waits for room that running pods of learned run time free, instead of a "
+        "new node, for up to: boot: one boot time; break-even: the node-time a new node booted for it would "
+        "cost (boot + idle wait + shutdown, plus its typical run time up to that much); off: never",
+    )
     max_booting: int = Field(0, ge=0, description="0: no limit")
     min_spare_nodes: int = Field(0, ge=0)
     max_nodes: int = Field(0, ge=0, description="cluster-wide cap on workers, 0: sum of group max")

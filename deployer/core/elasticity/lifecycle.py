@@ -340,3 +340,18 @@ def _transition(
         else:
             changed.append(replace(previous, phase=phase, since=now))
     return _with_records(state, changed)
+
+
+def idle_limit(group: NodeGroup, settings: ElasticitySettings) -> float:
+    """How long an empty node of ``group`` stays before it is removed.
+
+    "break-even" is the ski-rental rule: keeping an idle node costs node-time at the rate of a running one,
+    while removing it and booting another when work comes back costs about ``boot_seconds +
+    shutdown_seconds`` of node-time. Waiting exactly that long before removing spends at most twice the
+    node-time of the best choice made with hindsight (the deterministic 2-competitive rule), and waiting
+    longer than ``idle_time`` is never done. ``idle_floor`` keeps a node across a few resyncs, so that a
+    queue that empties and refills within seconds does not cycle fast-booting nodes.
+    """
+    if settings.idle_policy == "break-even":
+        return min(settings.idle_time, max(settings.idle_floor, group.boot_seconds + group.shutdown_seconds))
+    return settings.idle_time

@@ -101,6 +101,8 @@ class Pod:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     created_at: float = 0.0
+    # When its containers started (status.startTime), None until then: how long a running pod has run.
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,12 @@ class ElasticitySettings:
     # Underutilised (non-empty) nodes drained per round; empty nodes are not limited. 0: no limit.
     max_drains_per_round: int = 10
     expanders: tuple[str, ...] = ("edge-first", "priority", "least-cost", "least-waste")
+    # Whether a pending pod waits for room that running pods of learned run time (the RuntimeModel given
+    # to plan()) free, instead of growing a group; counted from the pod's creation, it waits at most:
+    # "boot": the boot time of the fastest group that could grow for it (it starts no later than on a node
+    # booted at its arrival); "break-even": that group's boot + idle limit + shutdown, the node-time a new
+    # node costs at least when the room frees just after it is ordered; "off": never (no model used).
+    wait_for_room: Literal["off", "boot", "break-even"] = "break-even"
 
 
 @dataclass(frozen=True, slots=True)
