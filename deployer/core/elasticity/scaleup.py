@@ -238,17 +238,19 @@ def _wait_for_freed_room(
             continue
         assert horizon is not None
         deadline = min(p.created_at for p in waiting) + horizon  # the oldest pod's: holds for all
-        bins = []
+        bins, freed_by = [], {}
         for b in candidates:
-            freed = sum((r for end, r in ends[b.name] if end <= deadline), Resources())
+            ending = [(end, r) for end, r in ends[b.name] if end <= deadline]
+            freed = sum((r for _, r in ending), Resources())
             room = Resources(b.cpu_m, b.memory_mib, b.gpu, b.pods) + freed - reserved.get(b.name, Resources())
             bins.append(Bin.of(b.name, b.group, b.labels, b.taints, room, "freeing", b.signature))
+            freed_by[b.name] = ending[-1][0] if ending else now
         trial = Packer(cache)
         trial.pack([cls.with_pods(waiting)], bins)
         for uid, b in trial.placements.items():
             explanations[uid] = (
                 f"waiting for room on node {b.name}: pods running there are expected to end by "
-                f"t={deadline:.0f} (run times learned from finished pods of their class); a pod waits up to "
+                f"t={freed_by[b.name]:.0f} (run times learned from finished pods of their class); a pod waits up to "
                 f"{horizon:.0f}s from its creation for such room before a group grows for it "
                 f"(wait_for_room: {settings.wait_for_room})"
             )
