@@ -250,8 +250,8 @@ def _wait_for_freed_room(
         for uid, b in trial.placements.items():
             explanations[uid] = (
                 f"waiting for room on node {b.name}: pods running there are expected to end by "
-                f"t={freed_by[b.name]:.0f} (run times learned from finished pods of their class); a pod waits up to "
-                f"{horizon:.0f}s from its creation for such room before a group grows for it "
+                f"t={freed_by[b.name]:.0f} (run times learned from finished pods of their class); a pod "
+                f"waits up to {horizon:.0f}s from its creation for such room before a group grows for it "
                 f"(wait_for_room: {settings.wait_for_room})"
             )
             reserved[b.name] = reserved.get(b.name, Resources()) + cls.requests
