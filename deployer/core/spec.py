@@ -106,7 +106,7 @@ class Elasticity(_Strict):
         description="fixed: an empty node goes after idle_time; break-even: after min(idle_time, "
         "max(60 s, its group's boot_seconds + 30 s shutdown)), the node-time a re-boot costs",
     )
-    wait_for_room: Literal["off", "boot", "break-even"] = Field(
+    wait_for_room: Literal["never", "boot", "break-even"] = Field(
         "break-even",
         description="a pending pod waits for room that running pods of learned run time free, instead of a "
         "new node, for up to: boot: one boot time; break-even: the node-time a new node booted for it would "

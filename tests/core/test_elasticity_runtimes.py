@@ -75,7 +75,7 @@ def test_a_pod_waits_for_room_that_a_known_class_frees_before_a_boot():
     assert waited.scale_ups == ()
     assert waited.explanations["uid-new"].startswith("waiting for room on node wn-0")
     assert "t=100010" in waited.explanations["uid-new"]
-    booted = plan(snap, (GROUP,), RECORDS, settings(wait_for_room="off"), NOW, model)
+    booted = plan(snap, (GROUP,), RECORDS, settings(wait_for_room="never"), NOW, model)
     assert [(u.group, u.count) for u in booted.scale_ups] == [("wn", 1)]
 
 
@@ -127,7 +127,7 @@ def test_a_model_of_unseen_classes_decides_exactly_as_no_model(cluster):
     snap, groups, state, cfg, model = cluster
     unseen = learn(RuntimeModel(), (("elsewhere/Job/other/1m/1Mi/0gpu", 30.0) for _ in range(10)))
     assert plan(snap, groups, state, cfg, NOW, unseen) == plan(snap, groups, state, cfg, NOW)
-    off = replace(cfg, wait_for_room="off")
+    off = replace(cfg, wait_for_room="never")
     assert plan(snap, groups, state, off, NOW, model) == plan(snap, groups, state, off, NOW)
 
 

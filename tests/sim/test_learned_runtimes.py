@@ -40,7 +40,7 @@ _unique_jobs = st.lists(
 def test_without_a_repeated_class_the_runs_are_exactly_todays(jobs, seed):
     config = SimConfig(seed=seed)
     learned = simulate(GROUPS, jobs, "deployer", config, _policy("break-even")).to_dict()
-    today = simulate(GROUPS, jobs, "deployer", config, _policy("off")).to_dict()
+    today = simulate(GROUPS, jobs, "deployer", config, _policy("never")).to_dict()
     assert learned == today
 
 
@@ -50,7 +50,7 @@ def test_a_steady_stream_of_one_class_waits_for_ending_pods_instead_of_booting()
     jobs = [job(1000.0 * wave + i, 1, 100) for wave in range(6) for i in range(5)]
     cloud_only = (cloud("wn", min_size=1, max_size=3),)
     learned = simulate(cloud_only, jobs, "deployer", EXACT, _policy("break-even"))
-    today = simulate(cloud_only, jobs, "deployer", EXACT, _policy("off"))
+    today = simulate(cloud_only, jobs, "deployer", EXACT, _policy("never"))
     assert learned.jobs_completed == today.jobs_completed == len(jobs)
     assert learned.evictions == today.evictions == 0
     assert today.im_calls == 2 * 6  # a boot and a removal per wave

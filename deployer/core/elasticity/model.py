@@ -227,8 +227,8 @@ class ElasticitySettings:
     # to plan()) free, instead of growing a group; counted from the pod's creation, it waits at most:
     # "boot": the boot time of the fastest group that could grow for it (it starts no later than on a node
     # booted at its arrival); "break-even": that group's boot + idle limit + shutdown, the node-time a new
-    # node costs at least when the room frees just after it is ordered; "off": never (no model used).
-    wait_for_room: Literal["off", "boot", "break-even"] = "break-even"
+    # node costs at least when the room frees just after it is ordered; "never": no waiting (model unused).
+    wait_for_room: Literal["never", "boot", "break-even"] = "break-even"
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,7 +129,7 @@ def scale_up(
 
     fit = _TemplateFit(views, cache)
     awaited: set[str] = set()  # nodes whose freed room pending pods wait for
-    if runtimes is not None and settings.wait_for_room != "off" and left:
+    if runtimes is not None and settings.wait_for_room != "never" and left:
         left = _wait_for_freed_room(
             left,
             index,
