@@ -23,6 +23,7 @@ from enum import Enum
 from typing import Protocol
 
 from deployer.core.elasticity.model import GroupKind, NodeGroup, OwnerKind, Pod, Resources
+from deployer.core.elasticity.runtimes import WORKLOAD_CLASS_LABEL
 from deployer.core.elasticity.scheduling import ARCH_LABEL, label_mismatch, shortfall, template_labels
 from deployer.sim.trace import TraceJob
 
@@ -570,4 +571,5 @@ def pod_view(pod: SimPod, node_name: str | None) -> Pod:
         owner_kind=OwnerKind.JOB if job.kind == "job" else OwnerKind.REPLICA_SET,
         created_at=job.submit_s,
         started_at=None if node_name is None else pod.bound_at,
+        labels={WORKLOAD_CLASS_LABEL: job.workload} if job.workload else {},
     )
