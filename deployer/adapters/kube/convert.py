@@ -187,6 +187,7 @@ def pod_from_api(pod: Any) -> Pod:
         labels=dict(meta.labels or {}),
         annotations=dict(meta.annotations or {}),
         created_at=_timestamp(meta.creation_timestamp),
+        started_at=status.start_time.timestamp() if status is not None and status.start_time else None,
     )
 
 

@@ -31,6 +31,9 @@ from deployer.core.elasticity.model import (
 _MAX_BACKOFF_DOUBLINGS = 4  # the backoff after repeated failures tops out at 16 x failure_backoff
 
 
+DEMAND_MEMORY = 8  # scale-up rounds remembered per group
+
+
 def backoff_seconds(state: ElasticityState, group: str, settings: ElasticitySettings) -> float:
     """How long a group rests after its latest failed boot: doubling with each failure in a row."""
     failures = state.group_failures.get(group, 1)
@@ -292,7 +295,12 @@ def record_powering_on(
         vm_id = (vm_ids or {}).get(name, previous.vm_id if previous is not None else None)
         changed.append(NodeRecord(name, group, NodePhase.POWERING_ON, now, attempts=attempts, vm_id=vm_id))
     new = _with_records(state, changed)
-    return replace(new, last_scale_up={**state.last_scale_up, group: now})
+    rounds = (*state.scale_up_rounds.get(group, ()), now)[-DEMAND_MEMORY:]
+    return replace(
+        new,
+        last_scale_up={**state.last_scale_up, group: now},
+        scale_up_rounds={**state.scale_up_rounds, group: rounds},
+    )
 
 
 def record_draining(state: ElasticityState, group: str, nodes: Sequence[str], now: float) -> ElasticityState:
@@ -352,6 +360,28 @@ def idle_limit(group: NodeGroup, settings: ElasticitySettings) -> float:
     longer than ``idle_time`` is never done. ``idle_floor`` keeps a node across a few resyncs, so that a
     queue that empties and refills within seconds does not cycle fast-booting nodes.
     """
-    if settings.idle_policy == "break-even":
+    if settings.idle_policy in ("break-even", "demand"):
         return min(settings.idle_time, max(settings.idle_floor, group.boot_seconds + group.shutdown_seconds))
     return settings.idle_time
+
+
+def sparse_demand(group: NodeGroup, state: ElasticityState, now: float) -> str | None:
+    """Why an idle node of the group is not worth keeping warm, or None when it may be (or nothing is known).
+
+    The rate of the group's recent scale-up rounds, counted up to now (so that it decays while nothing
+    comes), is compared with what keeping a node idle saves when a demand comes: one boot of waiting for
+    the pod and the boot and shutdown of the node-time of a re-boot. Below that rate the expected cost of
+    idling exceeds the expected saving at every moment (arrivals without memory), so the node goes at once.
+    Fewer than two rounds seen: nothing is known.
+    """
+    rounds = state.scale_up_rounds.get(group.name, ())
+    if len(rounds) < 2 or now <= rounds[0]:
+        return None
+    saved = 2 * group.boot_seconds + group.shutdown_seconds
+    span = now - rounds[0]
+    if len(rounds) * saved >= span:
+        return None
+    return (
+        f"group {group.name} grew {len(rounds)} times in the last {span / 60:.0f} min, less than once per "
+        f"{saved:.0f}s (2 boots + shutdown): keeping it warm costs more than the boots it saves"
+    )

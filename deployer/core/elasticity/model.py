@@ -198,6 +198,9 @@ class ElasticityState:
     last_scale_down: Mapping[str, float] = field(default_factory=dict)
     # Boots that failed in a row, per group (reset by a boot that succeeds): the backoff doubles with each.
     group_failures: Mapping[str, int] = field(default_factory=dict)
+    # When each group was last asked to grow (the latest DEMAND_MEMORY rounds, oldest first): the rate
+    # at which it needs new nodes, for the "demand" idle policy.
+    scale_up_rounds: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,9 @@ class ElasticitySettings:
     # "fixed": an empty node goes after idle_time. "break-even": after min(idle_time, max(idle_floor,
     # boot_seconds + shutdown_seconds of its group)), the ski-rental rule: idling longer than a re-boot
     # costs cannot pay off, and removing at that point spends at most twice the optimal node-time.
-    idle_policy: Literal["fixed", "break-even"] = "break-even"
+    # "demand": break-even, but a node of a group that needs new nodes rarely (``demand_is_sparse``) goes
+    # after idle_floor: keeping it warm costs more node-time than the boots it is expected to save.
+    idle_policy: Literal["fixed", "break-even", "demand"] = "demand"
     idle_floor: float = 60.0
     max_booting: int = 0  # 0: no limit
     max_nodes_total: int = 0  # 0: no limit
