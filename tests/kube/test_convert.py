@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from kubernetes import client
 
@@ -159,6 +161,13 @@ def test_pod_scheduling_constraints_and_metadata_are_kept():
 def test_scheduled_or_merely_pending_pods_are_not_unschedulable():
     waiting = make_pod(status=client.V1PodStatus(phase="Pending", conditions=[]))
     assert pod_from_api(waiting).unschedulable is False
+
+
+def test_a_started_pod_keeps_its_start_time_and_a_waiting_one_has_none():
+    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    running = make_pod(status=client.V1PodStatus(phase="Running", start_time=started))
+    assert pod_from_api(running).started_at == started.timestamp()
+    assert pod_from_api(make_pod(status=client.V1PodStatus(phase="Pending"))).started_at is None
 
 
 def test_node_conversion_reads_group_label_allocatable_taints_and_conditions():
