@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from deployer.core.elasticity import RuntimeModel, learn, plan, workload_class
 from deployer.core.elasticity.lifecycle import idle_limit
 from deployer.core.elasticity.model import NodePhase, OwnerKind
-from deployer.core.elasticity.runtimes import remaining
+from deployer.core.elasticity.runtimes import learn_finished, remaining
 from tests.core.builders import make_group, make_node, make_pod, make_record, make_state, settings, snapshot
 from tests.core.test_elasticity_properties import NOW, PROPERTY_SETTINGS, clusters
 
@@ -148,3 +148,15 @@ def test_a_learned_model_removes_nothing_more_and_bounds_each_wait(cluster):
         if why.startswith("waiting for room on node "):
             assert why.split()[5].rstrip(":") in ready - removed
             assert NOW - pods[uid].created_at < longest
+
+
+def test_learn_finished_counts_each_succeeded_pod_once_and_forgets_pods_no_longer_listed():
+    done = make_pod("a", owner=JOB, node="n", phase="Succeeded", started_at=100.0, finished_at=160.0)
+    failed = make_pod("b", owner=JOB, node="n", phase="Failed", started_at=100.0, finished_at=110.0)
+    running = make_pod("c", owner=JOB, node="n", started_at=100.0)
+    model, learned = learn_finished(RuntimeModel(), [done, failed, running], frozenset())
+    assert model.samples == {workload_class(done): (60.0,)} and learned == {"uid-a"}
+    again, learned = learn_finished(model, [done], learned)  # the next snapshot still lists it
+    assert again is model
+    _, learned = learn_finished(model, [], learned)  # gone from the cluster: forgotten
+    assert learned == frozenset()

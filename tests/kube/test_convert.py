@@ -207,3 +207,19 @@ def test_budget_conversion():
         {"app": "web"},
         2,
     )
+
+
+def test_a_finished_pod_ends_with_its_last_container():
+    def ended(second: int) -> client.V1ContainerStatus:
+        finished = datetime(2026, 1, 2, 3, 4, second, tzinfo=timezone.utc)
+        state = client.V1ContainerState(
+            terminated=client.V1ContainerStateTerminated(exit_code=0, finished_at=finished)
+        )
+        return client.V1ContainerStatus(
+            name="c", image="i", image_id="", ready=False, restart_count=0, state=state
+        )
+
+    done = make_pod(status=client.V1PodStatus(phase="Succeeded", container_statuses=[ended(9), ended(30)]))
+    assert pod_from_api(done).finished_at == datetime(2026, 1, 2, 3, 4, 30, tzinfo=timezone.utc).timestamp()
+    running = make_pod(status=client.V1PodStatus(phase="Running", container_statuses=[ended(9)]))
+    assert pod_from_api(running).finished_at is None

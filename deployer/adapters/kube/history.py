@@ -1,9 +1,8 @@
 """The pods of a live cluster and their runs, for ``deployer trace record`` (``deployer.sim.record``).
 
 ``list_pods`` pages through every pod (``limit``/``continue``, as kubectl does, restarting once when the
-server expired the continue token with 410 Gone); ``pod_run`` reads one pod's creation, start
-(``status.startTime``) and end (its containers' last ``finishedAt``, for a finished pod), the core's view
-of it (requests, owner, labels) and the one arch it is pinned to.
+server expired the continue token with 410 Gone); ``pod_run`` reads one pod's creation, the core's view of
+it (requests, owner, labels, start and end) and the one arch it is pinned to.
 """
 
 from __future__ import annotations
@@ -84,23 +83,13 @@ def _arch(pod: Any) -> str | None:
     return None
 
 
-def _finished_at(pod: Any) -> float | None:
-    ends = [
-        status.state.terminated.finished_at.timestamp()
-        for status in pod.status.container_statuses or ()
-        if status.state and status.state.terminated and status.state.terminated.finished_at
-    ]
-    return max(ends) if ends else None
-
-
 def pod_run(raw: Any) -> PodRun:
-    status = raw.status
-    finished = status is not None and status.phase in FINISHED_PHASES
+    pod = pod_from_api(raw)
     return PodRun(
-        pod=pod_from_api(raw),
+        pod=pod,
         created_at=raw.metadata.creation_timestamp.timestamp(),
-        started_at=status.start_time.timestamp() if status is not None and status.start_time else None,
-        ended_at=_finished_at(raw) if finished else None,
-        finished=finished,
+        started_at=pod.started_at,
+        ended_at=pod.finished_at,
+        finished=pod.phase in FINISHED_PHASES,
         arch=_arch(raw),
     )

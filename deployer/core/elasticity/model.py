@@ -103,6 +103,8 @@ class Pod:
     created_at: float = 0.0
     # When its containers started (status.startTime), None until then: how long a running pod has run.
     started_at: float | None = None
+    # When its last container ended (Succeeded/Failed pods), None before: the run times learned.
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """Run times learned from finished pods, per workload class: what lets scale-up wait for room freeing soon.
 
-``RuntimeModel`` is a value: the daemon or the simulator folds each finished pod into it with ``learn``
-and passes it to ``plan()``. The planner asks ``remaining(model, cls, elapsed)``: how much longer a running
-pod of class ``cls`` that has run ``elapsed`` seconds will still run, at a high quantile of the finished
-pods of its class that ran at least that long. A class with too few finished pods (or none that ran this
-long) has no estimate, and the planner then behaves exactly as without a model. Pure: no I/O, no clock.
+``RuntimeModel`` is a value: the simulator folds each finished pod into it with ``learn`` (the daemon:
+``learn_finished`` on each snapshot) and passes it to ``plan()``. The planner asks ``remaining(model, cls,
+elapsed)``: how much longer a running pod of class ``cls`` that has run ``elapsed`` seconds will still
+run, at a high quantile of the finished pods of its class that ran at least that long. A class with too
+few finished pods (or none that ran this long) has no estimate, and the planner then behaves exactly as
+without a model. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -59,6 +60,25 @@ def learn(model: RuntimeModel, finished: Iterable[tuple[str, float]]) -> Runtime
         samples[cls] = (*samples.get(cls, ()), float(seconds))[-model.window :]
         changed = True
     return replace(model, samples=samples) if changed else model
+
+
+def learn_finished(
+    model: RuntimeModel, pods: Iterable[Pod], learned: frozenset[str]
+) -> tuple[RuntimeModel, frozenset[str]]:
+    """Fold in the pods of a snapshot that succeeded since the last call; return the model and their uids.
+
+    ``learned`` is what the previous call returned: the succeeded pods still listed, so none counts twice
+    and the memory is bounded by the snapshot. A failed pod says nothing about how long the work takes.
+    """
+    timed = [(p, t) for p in pods if (t := _run_time(p)) is not None]
+    model = learn(model, ((workload_class(p), t) for p, t in timed if p.uid not in learned))
+    return model, frozenset(p.uid for p, _ in timed)
+
+
+def _run_time(pod: Pod) -> float | None:
+    if pod.phase != "Succeeded" or pod.started_at is None or pod.finished_at is None:
+        return None
+    return pod.finished_at - pod.started_at
 
 
 def remaining(model: RuntimeModel, cls: str, elapsed: float) -> float | None:

@@ -232,11 +232,10 @@ def _wait_for_freed_room(
             (room_wait_limit(g, settings, run_time) for g in growable if g.name in fit.groups(cls)),
             default=None,
         )
-        waiting = [p for p in cls.pods if horizon is not None and p.created_at + horizon > now]
-        if not waiting:
+        waiting = [p for p in cls.pods if p.created_at + horizon > now] if horizon is not None else []
+        if horizon is None or not waiting:
             still.append(cls)
             continue
-        assert horizon is not None
         deadline = min(p.created_at for p in waiting) + horizon  # the oldest pod's: holds for all
         bins, freed_by = [], {}
         for b in candidates:
