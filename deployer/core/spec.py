@@ -105,8 +105,8 @@ class Elasticity(_Strict):
         "demand",
         description="fixed: an empty node goes after idle_time; break-even: after min(idle_time, "
         "max(60 s, its group's boot_seconds + 30 s shutdown)), the node-time a re-boot costs; demand: "
-        "break-even, but after 60 s when its group has needed new nodes more rarely than one per "
-        "2 boots + shutdown lately (keeping it warm costs more than the boots it saves)",
+        "break-even, but after 60 s when its group last grew, or grows on average, less often than once per "
+        "2 boots + shutdown (keeping it warm costs more than the boots it saves)",
     )
     wait_for_room: Literal["never", "boot", "break-even"] = Field(
         "break-even",

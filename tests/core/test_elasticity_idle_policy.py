@@ -2,7 +2,8 @@
 
 Break-even removes an empty node after min(idle_time, max(idle_floor, boot_seconds + shutdown_seconds of
 its group)) instead of after idle_time; every protection of the fixed policy still holds. Demand removes it
-after idle_floor while its group grows more rarely than once per 2 boots + shutdown. The short-circuit
+after idle_floor when its group last grew, or grows on average, less often than once per 2 boots +
+shutdown. The short-circuit
 skips the growth estimate when no group can grow; it must not change any Plan.
 """
 
@@ -87,8 +88,9 @@ def _rounds(*ago: float) -> dict[str, tuple[float, ...]]:
 # (case, scale-up rounds of the group (seconds ago), seconds idle, removed?)
 DEMAND_CASES = [
     ("nothing known: break-even", {}, 209, False),
-    ("one round is not a rate: break-even", _rounds(5000), 209, False),
-    ("rounds now and then: gone after the floor", _rounds(7200, 3600), 61, True),
+    ("one recent round: break-even", _rounds(100), 209, False),
+    ("quiet for longer than a warm node saves: gone after the floor", _rounds(1000, 950, 900, 500), 61, True),
+    ("rounds now and then: gone after the floor", _rounds(7200, 3600, 300), 61, True),
     ("but never before the floor", _rounds(7200, 3600), 59, False),
     ("rounds every minute lately: kept warm until break-even", _rounds(240, 180, 120, 60), 209, False),
     ("dense rounds long ago decay into a sparse rate", _rounds(10_000, 9_940, 9_880, 9_820), 61, True),

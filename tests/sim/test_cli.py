@@ -107,18 +107,18 @@ def test_an_unknown_policy_is_a_usage_error(files):
 def test_sweep_runs_the_policy_once_per_value_as_a_table_json_and_plot(files, tmp_path):
     spec, trace = files
     out = tmp_path / "sweep.png"
-    args = ("--spec", str(spec), "--trace", str(trace), "--sweep", "elasticity.idle_time=60,600")
+    args = ("--spec", str(spec), "--trace", str(trace), "--sweep", "elasticity.idle_policy=break-even,fixed")
     data = json.loads(_run(*args, "--json", "--plot", str(out)).stdout)
-    assert data["sweep"] == "elasticity.idle_time"
-    assert [run["value"] for run in data["runs"]] == ["60", "600"]
+    assert data["sweep"] == "elasticity.idle_policy"
+    assert [run["value"] for run in data["runs"]] == ["break-even", "fixed"]
     assert {run["policy"] for run in data["runs"]} == {"deployer"}
-    # The same jobs, the same waits; nodes idle longer with the longer idle time.
+    # The same jobs; nodes idle 210 s (180 s boot + 30 s shutdown) under break-even, 300 s when fixed.
     short, long = data["runs"]
     assert short["jobs_completed"] == long["jobs_completed"] == 3
     assert short["node_hours"] < long["node_hours"]
     assert out.read_bytes().startswith(b"\x89PNG")
     table = _run(*args).stdout
-    assert "sweep of elasticity.idle_time" in table
+    assert "sweep of elasticity.idle_policy" in table
     assert f"{short['node_hours']:.2f}" in table and f"{long['node_hours']:.2f}" in table
 
 

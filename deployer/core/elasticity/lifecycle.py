@@ -368,20 +368,27 @@ def idle_limit(group: NodeGroup, settings: ElasticitySettings) -> float:
 def sparse_demand(group: NodeGroup, state: ElasticityState, now: float) -> str | None:
     """Why an idle node of the group is not worth keeping warm, or None when it may be (or nothing is known).
 
-    The rate of the group's recent scale-up rounds, counted up to now (so that it decays while nothing
-    comes), is compared with what keeping a node idle saves when a demand comes: one boot of waiting for
-    the pod and the boot and shutdown of the node-time of a re-boot. Below that rate the expected cost of
-    idling exceeds the expected saving at every moment (arrivals without memory), so the node goes at once.
-    Fewer than two rounds seen: nothing is known.
+    Keeping a node idle pays when new work needs it soon: it then saves one boot of waiting for the pod
+    and the boot and shutdown of a re-boot (``saved``: 2 boots + shutdown, at one node-second per
+    pod-second of waiting). Demand is read from the group's latest scale-up rounds: it is too rare when the
+    group last grew longer than ``saved`` ago (arrivals come in bursts, so a long quiet spell predicts a
+    long one ahead), or when its rounds, counted up to now, came more rarely than once per ``saved``.
+    No round seen: nothing is known.
     """
     rounds = state.scale_up_rounds.get(group.name, ())
-    if len(rounds) < 2 or now <= rounds[0]:
+    if not rounds:
         return None
     saved = 2 * group.boot_seconds + group.shutdown_seconds
+    worth = "keeping it warm costs more than the boots it saves"
+    quiet = now - rounds[-1]
+    if quiet > saved:
+        return (
+            f"group {group.name} last grew {quiet:.0f}s ago, over {saved:.0f}s (2 boots + shutdown): {worth}"
+        )
     span = now - rounds[0]
-    if len(rounds) * saved >= span:
-        return None
-    return (
-        f"group {group.name} grew {len(rounds)} times in the last {span / 60:.0f} min, less than once per "
-        f"{saved:.0f}s (2 boots + shutdown): keeping it warm costs more than the boots it saves"
-    )
+    if len(rounds) >= 2 and len(rounds) * saved < span:
+        return (
+            f"group {group.name} grew {len(rounds)} times in the last {span / 60:.0f} min, less than once "
+            f"per {saved:.0f}s (2 boots + shutdown): {worth}"
+        )
+    return None

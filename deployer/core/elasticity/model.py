@@ -211,7 +211,7 @@ class ElasticitySettings:
     # "fixed": an empty node goes after idle_time. "break-even": after min(idle_time, max(idle_floor,
     # boot_seconds + shutdown_seconds of its group)), the ski-rental rule: idling longer than a re-boot
     # costs cannot pay off, and removing at that point spends at most twice the optimal node-time.
-    # "demand": break-even, but a node of a group that needs new nodes rarely (``demand_is_sparse``) goes
+    # "demand": break-even, but a node of a group that needs new nodes rarely (``sparse_demand``) goes
     # after idle_floor: keeping it warm costs more node-time than the boots it is expected to save.
     idle_policy: Literal["fixed", "break-even", "demand"] = "demand"
     idle_floor: float = 60.0
