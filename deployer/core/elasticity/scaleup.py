@@ -242,8 +242,9 @@ def _wait_for_freed_room(
             ending = [(end, r) for end, r in ends[b.name] if end <= deadline]
             freed = sum((r for _, r in ending), Resources())
             room = Resources(b.cpu_m, b.memory_mib, b.gpu, b.pods) + freed - reserved.get(b.name, Resources())
-            bins.append(Bin.of(b.name, b.group, b.labels, b.taints, room, "freeing", b.signature))
-            freed_by[b.name] = ending[-1][0] if ending else now
+            if cls.requests.fits_in(room):  # only nodes that could hold one: a small index to pack into
+                bins.append(Bin.of(b.name, b.group, b.labels, b.taints, room, "freeing", b.signature))
+                freed_by[b.name] = ending[-1][0] if ending else now
         trial = Packer(cache)
         trial.pack([cls.with_pods(waiting)], bins)
         for uid, b in trial.placements.items():
