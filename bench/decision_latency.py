@@ -6,7 +6,9 @@ Builds a seeded synthetic cluster (cloud and edge groups of both arches, a Daemo
 dozen workloads with selectors and tolerations, part of the pods pending, idle and busy nodes, booting
 records), then times ``--repeat`` calls of ``plan()``. Prints p50/p99 wall milliseconds, the median CPU
 milliseconds, and the peak RSS of the process. ``--workloads 10000`` gives every pod its own requests
-(no two pods share an equivalence class): the worst case for the bin-packer.
+(no two pods share an equivalence class): the worst case for the bin-packer. ``--learned`` gives every
+running pod a start time and ``plan()`` a run-time model that knows every class (issue 14: pending pods
+then look for room that running pods free before a boot).
 Target (issue 5): p50 < 1000 ms and RSS < 500 MiB on 2 cores.
 """
 
@@ -18,6 +20,7 @@ import random
 import resource
 import statistics
 import time
+from dataclasses import replace
 
 from deployer.core.elasticity import (
     ElasticitySettings,
@@ -30,10 +33,13 @@ from deployer.core.elasticity import (
     OwnerKind,
     Pod,
     Resources,
+    RuntimeModel,
     Snapshot,
     Taint,
     Toleration,
+    learn,
     plan,
+    workload_class,
 )
 from deployer.core.elasticity.scheduling import ARCH_LABEL, template_labels
 
@@ -148,6 +154,24 @@ def build_cluster(
     return Snapshot(tuple(node_list), tuple(pod_list)), groups, ElasticityState(records=records)
 
 
+def with_start_times(snapshot: Snapshot, seed: int) -> Snapshot:
+    """Every running pod started within the last 10 minutes."""
+    rng = random.Random(seed)
+    pods = tuple(
+        replace(p, started_at=10_000.0 - rng.random() * 600) if p.node_name is not None else p
+        for p in snapshot.pods
+    )
+    return replace(snapshot, pods=pods)
+
+
+def learned_model(snapshot: Snapshot, seed: int) -> RuntimeModel:
+    """A full window of run times (1 to 15 minutes) for every class in the snapshot."""
+    rng = random.Random(seed)
+    model = RuntimeModel()
+    classes = sorted({workload_class(p) for p in snapshot.pods})
+    return learn(model, ((c, 60.0 + rng.random() * 840) for c in classes for _ in range(model.window)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=10_000)
@@ -156,16 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workloads", type=int, default=40, help="distinct pod specs (equivalence classes)")
+    parser.add_argument("--learned", action="store_true", help="a run-time model that knows every class")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
     snapshot, groups, state = build_cluster(args.pods, args.nodes, args.groups, args.seed, args.workloads)
+    runtimes = learned_model(snapshot, args.seed) if args.learned else None
+    if args.learned:
+        snapshot = with_start_times(snapshot, args.seed)
     settings = ElasticitySettings()
     timings, cpu_timings = [], []
     result = None
     for _ in range(args.repeat):
         start, cpu_start = time.perf_counter(), time.process_time()
-        result = plan(snapshot, groups, state, settings, 10_000.0)
+        result = plan(snapshot, groups, state, settings, 10_000.0, runtimes)
         timings.append((time.perf_counter() - start) * 1000)
         cpu_timings.append((time.process_time() - cpu_start) * 1000)
     assert result is not None
@@ -177,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "pending": sum(1 for p in snapshot.pods if p.node_name is None),
         "scale_up_nodes": sum(s.count for s in result.scale_ups),
         "unplaceable": len(result.unplaceable),
+        "learned": args.learned,
         "repeat": args.repeat,
         "p50_ms": round(statistics.median(timings), 1),
         "p99_ms": round(timings[min(len(timings) - 1, int(0.99 * len(timings)))], 1),

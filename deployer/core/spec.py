@@ -112,10 +112,19 @@ class Oscar(_Strict):
 class Elasticity(_Strict):
     enabled: bool = True
     idle_time: float = Field(300, gt=0, description="seconds a node stays idle before power-off")
-    idle_policy: Literal["fixed", "break-even"] = Field(
-        "break-even",
+    idle_policy: Literal["fixed", "break-even", "demand"] = Field(
+        "demand",
         description="fixed: an empty node goes after idle_time; break-even: after min(idle_time, "
-        "max(60 s, its group's boot_seconds + 30 s shutdown)), the node-time a re-boot costs",
+        "max(60 s, its group's boot_seconds + 30 s shutdown)), the node-time a re-boot costs; demand: "
+        "break-even, but after 60 s when its group last grew, or grows on average, less often than once per "
+        "2 boots + shutdown (keeping it warm costs more than the boots it saves)",
+    )
+    wait_for_room: Literal["never", "boot", "break-even"] = Field(
+        "break-even",
+        description="a pending pod waits for room that running pods of learned run time free, instead of a "
+        "new node, for up to: boot: one boot time; break-even: the node-time a new node booted for it would "
+        "cost (boot + idle wait + shutdown, plus its typical run time up to that much); never: a new node "
+        "at once",
     )
     max_booting: int = Field(0, ge=0, description="0: no limit")
     min_spare_nodes: int = Field(0, ge=0)

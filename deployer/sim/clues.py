@@ -130,6 +130,9 @@ class CluesPolicy:
         for tag, delay in zip((_JOBS, _NODES, _SCHEDULE), self.settings.first_poll, strict=True):
             sim.set_timer(delay, tag)
 
+    def on_finished(self, sim: Simulation, pod: SimPod) -> None:
+        return None  # CLUES learns nothing from finished jobs
+
     def on_pending(self, sim: Simulation, pod: SimPod) -> None:
         return None  # CLUES in monitor mode is never told: it polls
 

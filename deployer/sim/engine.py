@@ -23,6 +23,7 @@ from enum import Enum
 from typing import Protocol
 
 from deployer.core.elasticity.model import GroupKind, NodeGroup, OwnerKind, Pod, Resources
+from deployer.core.elasticity.runtimes import WORKLOAD_CLASS_LABEL
 from deployer.core.elasticity.scheduling import ARCH_LABEL, label_mismatch, shortfall, template_labels
 from deployer.sim.trace import TraceJob
 
@@ -105,7 +106,7 @@ class SimNode:
 
 
 class SimPod:
-    __slots__ = ("job", "key", "node", "run", "seq", "started_at", "uid", "view")
+    __slots__ = ("bound_at", "job", "key", "node", "run", "seq", "started_at", "uid", "view")
 
     def __init__(self, seq: int, job: TraceJob) -> None:
         self.seq = seq
@@ -114,6 +115,7 @@ class SimPod:
         self.key = (job.cpu_m, job.memory_mib, job.gpu, job.arch)
         self.node: SimNode | None = None
         self.started_at: float | None = None  # first start, for the pending-time metric
+        self.bound_at = 0.0  # start of the current run (a run evicted and placed again starts anew)
         self.run = 0  # bumped on every bind so that the completion of an evicted run is ignored
         self.view: object | None = None  # a policy's cached representation of this pod
 
@@ -131,6 +133,9 @@ class Policy(Protocol):
 
     def on_timer(self, sim: Simulation, tag: str) -> None:
         """A timer armed with ``sim.set_timer`` fired."""
+
+    def on_finished(self, sim: Simulation, pod: SimPod) -> None:
+        """A pod ran to completion (the daemon sees it Succeeded, with its start and end times)."""
 
     def floor(self, group: NodeGroup) -> int:
         """How many nodes of the group this policy keeps on when there is no work."""
@@ -351,6 +356,7 @@ class Simulation:
         pod.view = None
         if pod.started_at is None:
             pod.started_at = self.now
+        pod.bound_at = self.now
         end = self.now + job.duration_s
         period = self.config.queue_period
         if period > 0:
@@ -378,6 +384,7 @@ class Simulation:
         node = self._release(pod)
         self.completed += 1
         self.last_finish = self.now
+        self.policy.on_finished(self, pod)
         if node.phase is Phase.READY:
             self._room_freed(node)
 
@@ -563,4 +570,6 @@ def pod_view(pod: SimPod, node_name: str | None) -> Pod:
         node_selector=_selector(job),
         owner_kind=OwnerKind.JOB if job.kind == "job" else OwnerKind.REPLICA_SET,
         created_at=job.submit_s,
+        started_at=None if node_name is None else pod.bound_at,
+        labels={WORKLOAD_CLASS_LABEL: job.workload} if job.workload else {},
     )

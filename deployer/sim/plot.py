@@ -3,13 +3,15 @@
 Top panel, for one policy (ours when present): nodes on per group as a stacked area (edge groups in greens,
 cloud groups in blues), pending pods as a line on a second axis, and scale-up/scale-down events as
 triangles. Bottom panel: cumulative cost of every policy run on the same trace.
-Called by the ``simulate --plot`` command and ``bench/policy_compare.py``.
+``plot_sweep`` draws the trade-off of ``simulate --sweep``. Called by the ``simulate --plot`` command and
+``bench/policy_compare.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from deployer.errors import UserError
 from deployer.sim.run import SimResult
@@ -50,10 +52,7 @@ def cumulative_cost(result: SimResult, per_node_hour: bool = False) -> tuple[lis
     return xs, ys
 
 
-def plot_runs(results: Sequence[SimResult], path: Path, title: str, edge_groups: Sequence[str] = ()) -> None:
-    """Write the chart of ``results`` (all from one trace) to ``path``."""
-    if not results:
-        raise UserError("nothing to plot: no simulation results")
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -61,6 +60,14 @@ def plot_runs(results: Sequence[SimResult], path: Path, title: str, edge_groups:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UserError("--plot needs matplotlib: pip install 'deployer[plot]'") from None
+    return plt
+
+
+def plot_runs(results: Sequence[SimResult], path: Path, title: str, edge_groups: Sequence[str] = ()) -> None:
+    """Write the chart of ``results`` (all from one trace) to ``path``."""
+    if not results:
+        raise UserError("nothing to plot: no simulation results")
+    plt = _pyplot()
 
     focus = next((r for r in results if r.policy == "deployer"), results[0])
     timeline = focus.timeline
@@ -163,6 +170,38 @@ def plot_runs(results: Sequence[SimResult], path: Path, title: str, edge_groups:
     bottom.set_ylim(bottom=0)
     bottom.set_xlim(left=0)
 
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sweep(field: str, runs: Sequence[tuple[str, SimResult]], path: Path, title: str) -> None:
+    """The trade-off of a ``simulate --sweep``: node-hours against p95 and mean pending time, per value."""
+    if not runs:
+        raise UserError("nothing to plot: no simulation results")
+    plt = _pyplot()
+    fig, (hours, waits) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    fig.suptitle(f"{title}: sweep of {field}", fontsize=12, fontweight="bold")
+    labels = [value for value, _ in runs]
+    positions = range(len(runs))
+    hours.bar(positions, [r.node_hours for _, r in runs], color=_POLICY_COLOURS.get(runs[0][1].policy))
+    hours.axhline(runs[0][1].lower_bound_node_hours, color="black", linestyle="--", label="lower bound")
+    hours.set_xticks(list(positions), labels)
+    hours.set_xlabel(field)
+    hours.set_ylabel("node-hours")
+    hours.legend(fontsize=8)
+    hours.grid(alpha=0.3, axis="y")
+    for key, label in (("pending_p95_s", "p95 pending (s)"), ("pending_mean_s", "mean pending (s)")):
+        waits.plot(
+            [r.node_hours for _, r in runs], [getattr(r, key) for _, r in runs], marker="o", label=label
+        )
+    for value, r in runs:
+        waits.annotate(f"{field.rsplit('.', 1)[-1]}={value}", (r.node_hours, r.pending_p95_s), fontsize=8)
+    waits.set_xlabel("node-hours")
+    waits.set_ylabel("pending time (s)")
+    waits.set_title("cost against waiting: lower left is better", fontsize=10)
+    waits.legend(fontsize=8)
+    waits.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

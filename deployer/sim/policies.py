@@ -30,10 +30,13 @@ from deployer.core.elasticity.model import (
     Snapshot,
 )
 from deployer.core.elasticity.planner import plan
+from deployer.core.elasticity.runtimes import RuntimeModel, learn, workload_class
 from deployer.core.elasticity.scheduling import template_labels
 from deployer.sim.engine import Phase, SimNode, SimPod, Simulation, group_capacity, pod_view
 
-Planner = Callable[[Snapshot, Sequence[NodeGroup], ElasticityState, ElasticitySettings, float], Plan]
+Planner = Callable[
+    [Snapshot, Sequence[NodeGroup], ElasticityState, ElasticitySettings, float, RuntimeModel | None], Plan
+]
 
 _RESYNC, _BATCH = "resync", "batch"
 
@@ -60,6 +63,7 @@ class DeployerPolicy:
         self.timing = timing or DaemonTiming()
         self.planner = planner or plan
         self.state = ElasticityState()
+        self.runtimes = RuntimeModel()  # learned from the pods that finished, as the daemon learns
         self._batcher = Batcher(self.timing.batch_idle, self.timing.batch_max)
         self._batch_armed = False
         self.unplaceable: set[str] = set()  # pod uids the planner reported as never placeable
@@ -77,6 +81,10 @@ class DeployerPolicy:
         if not self._batch_armed:
             self._batch_armed = True
             sim.set_timer(self.timing.batch_idle, _BATCH)
+
+    def on_finished(self, sim: Simulation, pod: SimPod) -> None:
+        finished = (workload_class(pod_view(pod, None)), sim.now - pod.bound_at)
+        self.runtimes = learn(self.runtimes, (finished,))
 
     def on_timer(self, sim: Simulation, tag: str) -> None:
         if tag == _RESYNC:
@@ -97,7 +105,7 @@ class DeployerPolicy:
         """One reconcile: snapshot, plan, act, record. The batch window closes here."""
         self._batcher.reset()
         now = sim.now
-        result = self.planner(snapshot_of(sim), sim.groups, self.state, self.settings, now)
+        result = self.planner(snapshot_of(sim), sim.groups, self.state, self.settings, now, self.runtimes)
         sim.counters.decisions += 1
         state = result.state if result.state is not None else self.state
         for failure in result.failures:
@@ -181,4 +189,7 @@ class StaticPolicy:
         return None
 
     def on_timer(self, sim: Simulation, tag: str) -> None:
+        return None
+
+    def on_finished(self, sim: Simulation, pod: SimPod) -> None:
         return None

@@ -1,9 +1,12 @@
 """Workload traces for the simulator: loading (CSV or JSON Lines) and writing (CSV).
 
-A trace is a list of pods to submit: ``submit_s,cpu,memory_mib,duration_s[,arch][,gpu][,kind]``.
+A trace is a list of pods to submit: ``submit_s,cpu,memory_mib,duration_s[,arch][,gpu][,kind][,class]``
+(cpu in cores).
 ``arch`` (amd64/arm64) pins the pod to that architecture; empty means a multi-arch image that runs anywhere.
 ``kind`` is ``job`` (runs to completion, never disrupted) or ``service`` (a ReplicaSet pod that runs for
-``duration_s`` and may be moved). Called by the ``simulate`` command, the benchmark and the trace generator.
+``duration_s`` and may be moved). ``class`` names the workload class whose run times our policy learns
+(``deployer trace record`` writes it; empty: the class follows from the requests). Called by the
+``simulate`` and ``trace record`` commands, the benchmark and the trace generator.
 Errors are one line naming ``file:line`` and the field, so a user fixes a 50,000-line trace quickly.
 """
 
@@ -20,7 +23,7 @@ from typing import Any
 from deployer.errors import UserError
 
 REQUIRED_FIELDS = ("submit_s", "cpu", "memory_mib", "duration_s")
-OPTIONAL_FIELDS = ("arch", "gpu", "kind")
+OPTIONAL_FIELDS = ("arch", "gpu", "kind", "class")
 ARCHES = ("amd64", "arm64")
 KINDS = ("job", "service")
 
@@ -36,6 +39,7 @@ class TraceJob:
     arch: str | None = None
     gpu: int = 0
     kind: str = "job"
+    workload: str = ""  # the ``class`` column
 
     @property
     def cpu(self) -> float:
@@ -74,7 +78,8 @@ def parse_job(row: Mapping[str, Any], where: str) -> TraceJob:
     kind = row.get("kind") or "job"
     if kind not in KINDS:
         raise UserError(f"{where}: field 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
-    return TraceJob(submit, round(cpu * 1000), int(memory), duration, arch, gpu, kind)
+    workload = str(row.get("class") or "").strip()
+    return TraceJob(submit, round(cpu * 1000), int(memory), duration, arch, gpu, kind, workload)
 
 
 def _csv_records(path: Path, lines: Iterable[str]) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -82,7 +87,8 @@ def _csv_records(path: Path, lines: Iterable[str]) -> Iterator[tuple[str, Mappin
     header = next(reader, None)
     if header is None:
         raise UserError(
-            f"{path}:1: empty trace; expected a header {','.join(REQUIRED_FIELDS)}[,arch][,gpu][,kind]"
+            f"{path}:1: empty trace; expected a header "
+            f"{','.join(REQUIRED_FIELDS)}[,arch][,gpu][,kind][,class]"
         )
     header = [name.strip() for name in header]
     missing = [name for name in REQUIRED_FIELDS if name not in header]
@@ -155,5 +161,6 @@ def write_trace_csv(path: Path, jobs: Iterable[TraceJob]) -> None:
                     job.arch or "",
                     job.gpu,
                     job.kind,
+                    job.workload,
                 )
             )

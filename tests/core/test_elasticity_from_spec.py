@@ -72,6 +72,11 @@ def test_settings_follow_the_elasticity_section():
     assert cfg.expanders == ("least-cost", "priority")
 
 
-@pytest.mark.parametrize(("section", "expected"), [({}, "break-even"), ({"idle_policy": "fixed"}, "fixed")])
+@pytest.mark.parametrize(("section", "expected"), [({}, "demand"), ({"idle_policy": "fixed"}, "fixed")])
 def test_the_idle_policy_follows_the_spec(section, expected):
     assert settings_from_spec(validate_spec({"elasticity": section})).idle_policy == expected
+
+
+@pytest.mark.parametrize(("section", "expected"), [({}, "break-even"), ({"wait_for_room": "never"}, "never")])
+def test_waiting_for_room_follows_the_spec(section, expected):
+    assert settings_from_spec(validate_spec({"elasticity": section})).wait_for_room == expected

@@ -1,7 +1,9 @@
-"""The break-even ("ski-rental") idle policy of scale-down, and the at-max short-circuit of scale-up.
+"""The break-even ("ski-rental") and demand idle policies of scale-down, the at-max short-circuit of scale-up.
 
 Break-even removes an empty node after min(idle_time, max(idle_floor, boot_seconds + shutdown_seconds of
-its group)) instead of after idle_time; every protection of the fixed policy still holds. The short-circuit
+its group)) instead of after idle_time; every protection of the fixed policy still holds. Demand removes it
+after idle_floor when its group last grew, or grows on average, less often than once per 2 boots +
+shutdown. The short-circuit
 skips the growth estimate when no group can grow; it must not change any Plan.
 """
 
@@ -11,7 +13,8 @@ import pytest
 from hypothesis import given
 
 import deployer.core.elasticity.scaleup as scaleup
-from deployer.core.elasticity import plan
+from deployer.core.elasticity import plan, record_powering_on
+from deployer.core.elasticity.lifecycle import DEMAND_MEMORY
 from deployer.core.elasticity.model import ElasticitySettings, NodePhase, OwnerKind
 from deployer.core.elasticity.scheduling import SCALE_DOWN_DISABLED
 from tests.core.builders import (
@@ -73,9 +76,48 @@ def test_when_an_idle_node_is_removed(group, idle_for, policy, overrides, expect
         assert f"idle for {idle_for}s" in result.scale_downs[0].reason
 
 
-def test_break_even_is_the_default():
-    # It lowers node-hours on every shipped trace at the same p95 wait (bench/results.md).
-    assert ElasticitySettings().idle_policy == "break-even"
+def test_demand_is_the_default():
+    # It lowers node-hours on every shipped trace at about the same p95 wait (bench/results.md).
+    assert ElasticitySettings().idle_policy == "demand"
+
+
+def _rounds(*ago: float) -> dict[str, tuple[float, ...]]:
+    return {"wn": tuple(NOW - a for a in ago)}
+
+
+# (case, scale-up rounds of the group (seconds ago), seconds idle, removed?)
+DEMAND_CASES = [
+    ("nothing known: break-even", {}, 209, False),
+    ("one recent round: break-even", _rounds(100), 209, False),
+    ("quiet for longer than a warm node saves: gone after the floor", _rounds(1000, 950, 900, 500), 61, True),
+    ("rounds now and then: gone after the floor", _rounds(7200, 3600, 300), 61, True),
+    ("but never before the floor", _rounds(7200, 3600), 59, False),
+    ("rounds every minute lately: kept warm until break-even", _rounds(240, 180, 120, 60), 209, False),
+    ("dense rounds long ago decay into a sparse rate", _rounds(10_000, 9_940, 9_880, 9_820), 61, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("rounds", "idle_for", "expected"), [c[1:] for c in DEMAND_CASES], ids=[c[0] for c in DEMAND_CASES]
+)
+def test_demand_keeps_a_node_warm_only_while_its_group_needs_nodes_often(rounds, idle_for, expected):
+    # A 180 s boot + 30 s shutdown: a demand saves 2 x 180 + 30 = 390 s, so rounds rarer than that go.
+    node = make_node("wn-1", CLOUD)
+    record = make_record("wn-1", "wn", NodePhase.IDLE, since=NOW - idle_for)
+    state = make_state(record, scale_up_rounds=rounds)
+    result = plan(snapshot([node], []), [CLOUD], state, settings(idle_policy="demand"), NOW)
+    assert ("wn-1" in removed(result)) is expected
+    if expected:
+        assert "keeping it warm costs more than the boots it saves" in result.scale_downs[0].reason
+    # "break-even" ignores the rounds: the same node stays until 210 s.
+    assert not removed(plan(snapshot([node], []), [CLOUD], state, settings(idle_policy="break-even"), NOW))
+
+
+def test_powering_on_remembers_the_latest_rounds_per_group():
+    state = make_state()
+    for t in range(12):
+        state = record_powering_on(state, "wn", [f"wn-{t}"], float(t))
+    assert state.scale_up_rounds["wn"] == tuple(float(t) for t in range(12 - DEMAND_MEMORY, 12))
 
 
 PROTECTED = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import stat
 
 from deployer.adapters.state.nodes import NodeStateStore
@@ -22,6 +23,7 @@ def _state() -> ElasticityState:
         last_scale_up={"wn": 100.0},
         last_scale_down={"edge": 20.0},
         group_failures={"wn": 2},
+        scale_up_rounds={"wn": (40.0, 100.0), "edge": (10.5,)},
     )
 
 
@@ -44,6 +46,22 @@ def test_state_survives_a_restart_and_is_private(tmp_path) -> None:
     again = NodeStateStore(path, "c1")
     assert again.load() == _state()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_database_from_before_the_scale_up_rounds_column_loads_and_saves(tmp_path) -> None:
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as conn:  # the groups table as it was before the column existed
+        conn.execute(
+            "CREATE TABLE elasticity_groups (cluster TEXT NOT NULL, node_group TEXT NOT NULL, "
+            "backoff_until REAL, last_scale_up REAL, last_scale_down REAL, "
+            "failures INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cluster, node_group))"
+        )
+        conn.execute("INSERT INTO elasticity_groups VALUES ('c1', 'wn', NULL, 100.0, NULL, 0)")
+    conn.close()
+    store = NodeStateStore(path, "c1")
+    assert store.load() == ElasticityState(last_scale_up={"wn": 100.0})
+    store.save(_state())
+    assert store.load() == _state()
 
 
 def test_save_replaces_records_that_are_gone(tmp_path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from kubernetes import client
 
@@ -161,6 +163,13 @@ def test_scheduled_or_merely_pending_pods_are_not_unschedulable():
     assert pod_from_api(waiting).unschedulable is False
 
 
+def test_a_started_pod_keeps_its_start_time_and_a_waiting_one_has_none():
+    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    running = make_pod(status=client.V1PodStatus(phase="Running", start_time=started))
+    assert pod_from_api(running).started_at == started.timestamp()
+    assert pod_from_api(make_pod(status=client.V1PodStatus(phase="Pending"))).started_at is None
+
+
 def test_node_conversion_reads_group_label_allocatable_taints_and_conditions():
     node = client.V1Node(
         metadata=client.V1ObjectMeta(name="wn-1", labels={"deployer.io/group": "cpu", "pool": "p1"}),
@@ -198,3 +207,19 @@ def test_budget_conversion():
         {"app": "web"},
         2,
     )
+
+
+def test_a_finished_pod_ends_with_its_last_container():
+    def ended(second: int) -> client.V1ContainerStatus:
+        finished = datetime(2026, 1, 2, 3, 4, second, tzinfo=timezone.utc)
+        state = client.V1ContainerState(
+            terminated=client.V1ContainerStateTerminated(exit_code=0, finished_at=finished)
+        )
+        return client.V1ContainerStatus(
+            name="c", image="i", image_id="", ready=False, restart_count=0, state=state
+        )
+
+    done = make_pod(status=client.V1PodStatus(phase="Succeeded", container_statuses=[ended(9), ended(30)]))
+    assert pod_from_api(done).finished_at == datetime(2026, 1, 2, 3, 4, 30, tzinfo=timezone.utc).timestamp()
+    running = make_pod(status=client.V1PodStatus(phase="Running", container_statuses=[ended(9)]))
+    assert pod_from_api(running).finished_at is None

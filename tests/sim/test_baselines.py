@@ -159,6 +159,9 @@ class _DrainAt:
     def on_timer(self, sim, tag):
         sim.drain_and_power_off(["wn-1"], "test")
 
+    def on_finished(self, sim, pod):
+        return None
+
 
 def test_draining_a_busy_node_counts_evictions_and_reruns_the_job():
     # The job runs on wn-1 from 0; wn-1 is drained at 50: one eviction; the job waits for wn-2 (Ready at

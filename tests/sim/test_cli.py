@@ -102,3 +102,38 @@ def test_an_unknown_policy_is_a_usage_error(files):
     spec, trace = files
     result = _run("--spec", str(spec), "--trace", str(trace), "--policy", "magic")
     assert result.exit_code == 2
+
+
+def test_sweep_runs_the_policy_once_per_value_as_a_table_json_and_plot(files, tmp_path):
+    spec, trace = files
+    out = tmp_path / "sweep.png"
+    args = ("--spec", str(spec), "--trace", str(trace), "--sweep", "elasticity.idle_policy=break-even,fixed")
+    data = json.loads(_run(*args, "--json", "--plot", str(out)).stdout)
+    assert data["sweep"] == "elasticity.idle_policy"
+    assert [run["value"] for run in data["runs"]] == ["break-even", "fixed"]
+    assert {run["policy"] for run in data["runs"]} == {"deployer"}
+    # The same jobs; nodes idle 210 s (180 s boot + 30 s shutdown) under break-even, 300 s when fixed.
+    short, long = data["runs"]
+    assert short["jobs_completed"] == long["jobs_completed"] == 3
+    assert short["node_hours"] < long["node_hours"]
+    assert out.read_bytes().startswith(b"\x89PNG")
+    table = _run(*args).stdout
+    assert "sweep of elasticity.idle_policy" in table
+    assert f"{short['node_hours']:.2f}" in table and f"{long['node_hours']:.2f}" in table
+
+
+@pytest.mark.parametrize(
+    ("sweep", "extra", "message"),
+    [
+        ("elasticity.idle_time", (), "expected FIELD=V1,V2,..."),
+        ("elasticity.idle_time=60,soon", (), "--sweep elasticity.idle_time=soon:"),
+        ("elasticity.idle_time=60,120", ("--idle-time", "30"), "--idle-time would override every value"),
+        ("elasticity.idle_time=60,120", ("--compare",), "drop --compare"),
+    ],
+)
+def test_a_bad_sweep_is_one_line_naming_the_fix(files, sweep, extra, message):
+    spec, trace = files
+    result = _run("--spec", str(spec), "--trace", str(trace), "--sweep", sweep, *extra)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

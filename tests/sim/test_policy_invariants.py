@@ -100,7 +100,9 @@ def test_a_node_shutting_down_still_counts_against_its_groups_max():
     jobs = [*short, TraceJob(0.0, 250, 128, 1942.0), TraceJob(2341.0, 250, 128, 10.0)]
     jobs.sort(key=lambda j: j.submit_s)
     group = cloud("c0", min_size=0, max_size=1, cpus=2)
-    sim = Simulation((group,), jobs, DeployerPolicy(PolicySettings().elasticity), SimConfig(seed=1)).run()
+    # The timing of that run: the node leaves after the break-even wait (the policy it was found with).
+    settings = replace(PolicySettings().elasticity, idle_policy="break-even")
+    sim = Simulation((group,), jobs, DeployerPolicy(settings), SimConfig(seed=1)).run()
     result = summarize(sim)
 
     downs = [e.time for e in sim.scale_events if e.delta < 0]

@@ -25,7 +25,7 @@ from deployer.core.elasticity.model import (
     Taint,
     Toleration,
 )
-from deployer.core.elasticity.scheduling import GROUP_LABEL
+from deployer.core.elasticity.scheduling import FINISHED_PHASES, GROUP_LABEL
 
 DEFAULT_GROUP_LABEL = GROUP_LABEL
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -196,7 +196,21 @@ def pod_from_api(pod: Any) -> Pod:
         labels=dict(meta.labels or {}),
         annotations=dict(meta.annotations or {}),
         created_at=_timestamp(meta.creation_timestamp),
+        started_at=status.start_time.timestamp() if status is not None and status.start_time else None,
+        finished_at=finished_at(status),
     )
+
+
+def finished_at(status: Any) -> float | None:
+    """When the last container of a finished pod ended (its containers' ``terminated.finishedAt``)."""
+    if status is None or status.phase not in FINISHED_PHASES:
+        return None
+    ends = [
+        c.state.terminated.finished_at.timestamp()
+        for c in status.container_statuses or ()
+        if c.state and c.state.terminated and c.state.terminated.finished_at
+    ]
+    return max(ends) if ends else None
 
 
 def node_from_api(node: Any, group_label: str = DEFAULT_GROUP_LABEL) -> Node:

@@ -8,6 +8,7 @@ database serves several clusters.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS elasticity_groups (
     last_scale_up REAL,
     last_scale_down REAL,
     failures INTEGER NOT NULL DEFAULT 0,
+    scale_up_rounds TEXT,
     PRIMARY KEY (cluster, node_group)
 );
 """
@@ -48,6 +50,9 @@ class NodeStateStore:
         self._path = path
         with session(self._path) as conn:
             conn.executescript(_SCHEMA)
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(elasticity_groups)")}
+            if "scale_up_rounds" not in columns:  # a database written before the column existed
+                conn.execute("ALTER TABLE elasticity_groups ADD COLUMN scale_up_rounds TEXT")
 
     def load(self) -> ElasticityState:
         with session(self._path) as conn:
@@ -71,9 +76,12 @@ class NodeStateStore:
         ups: dict[str, float] = {}
         downs: dict[str, float] = {}
         failures: dict[str, int] = {}
+        rounds: dict[str, tuple[float, ...]] = {}
         for row in conn.execute("SELECT * FROM elasticity_groups WHERE cluster = ?", (self.cluster,)):
             if row["failures"]:
                 failures[row["node_group"]] = row["failures"]
+            if row["scale_up_rounds"]:
+                rounds[row["node_group"]] = tuple(float(t) for t in json.loads(row["scale_up_rounds"]))
             for column, target in (
                 ("backoff_until", backoff),
                 ("last_scale_up", ups),
@@ -87,6 +95,7 @@ class NodeStateStore:
             last_scale_up=ups,
             last_scale_down=downs,
             group_failures=failures,
+            scale_up_rounds=rounds,
         )
 
     def put(self, record: NodeRecord) -> None:
@@ -110,9 +119,11 @@ class NodeStateStore:
                 | set(state.last_scale_up)
                 | set(state.last_scale_down)
                 | set(state.group_failures)
+                | set(state.scale_up_rounds)
             )
             conn.executemany(
-                "INSERT INTO elasticity_groups VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO elasticity_groups (cluster, node_group, backoff_until, last_scale_up, "
+                "last_scale_down, failures, scale_up_rounds) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         self.cluster,
@@ -121,6 +132,9 @@ class NodeStateStore:
                         state.last_scale_up.get(group),
                         state.last_scale_down.get(group),
                         state.group_failures.get(group, 0),
+                        json.dumps(list(state.scale_up_rounds[group]))
+                        if group in state.scale_up_rounds
+                        else None,
                     )
                     for group in sorted(groups)
                 ],

@@ -2,7 +2,8 @@
 
 ``plan(snapshot, groups, state, settings, now) -> Plan`` is the one entry point; the ``record_*``
 transitions let an actuator (daemon or simulator) write what it did; ``groups_from_spec`` and
-``settings_from_spec`` turn a cluster spec into the planner's inputs. No I/O anywhere in this package.
+``settings_from_spec`` turn a cluster spec into the planner's inputs; ``learn`` folds finished pods into
+the ``RuntimeModel`` that ``plan()`` may take. No I/O anywhere in this package.
 """
 
 from deployer.core.elasticity.expanders import EXPANDERS
@@ -38,6 +39,7 @@ from deployer.core.elasticity.model import (
     Unplaceable,
 )
 from deployer.core.elasticity.planner import plan
+from deployer.core.elasticity.runtimes import RuntimeModel, learn, workload_class
 
 __all__ = [
     "EXPANDERS",
@@ -56,6 +58,7 @@ __all__ = [
     "Plan",
     "Pod",
     "Resources",
+    "RuntimeModel",
     "ScaleDown",
     "ScaleUp",
     "Snapshot",
@@ -63,6 +66,7 @@ __all__ = [
     "Toleration",
     "Unplaceable",
     "groups_from_spec",
+    "learn",
     "plan",
     "record_draining",
     "record_failed",
@@ -70,4 +74,5 @@ __all__ = [
     "record_powering_off",
     "record_powering_on",
     "settings_from_spec",
+    "workload_class",
 ]

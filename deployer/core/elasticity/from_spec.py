@@ -85,6 +85,7 @@ def settings_from_spec(spec: ClusterSpec) -> ElasticitySettings:
     return ElasticitySettings(
         idle_time=section.idle_time,
         idle_policy=section.idle_policy,
+        wait_for_room=section.wait_for_room,
         max_booting=section.max_booting,
         max_nodes_total=section.max_nodes,
         provision_timeout=section.provision_timeout,

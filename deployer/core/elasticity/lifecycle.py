@@ -31,6 +31,9 @@ from deployer.core.elasticity.model import (
 _MAX_BACKOFF_DOUBLINGS = 4  # the backoff after repeated failures tops out at 16 x failure_backoff
 
 
+DEMAND_MEMORY = 8  # scale-up rounds remembered per group
+
+
 def backoff_seconds(state: ElasticityState, group: str, settings: ElasticitySettings) -> float:
     """How long a group rests after its latest failed boot: doubling with each failure in a row."""
     failures = state.group_failures.get(group, 1)
@@ -292,7 +295,12 @@ def record_powering_on(
         vm_id = (vm_ids or {}).get(name, previous.vm_id if previous is not None else None)
         changed.append(NodeRecord(name, group, NodePhase.POWERING_ON, now, attempts=attempts, vm_id=vm_id))
     new = _with_records(state, changed)
-    return replace(new, last_scale_up={**state.last_scale_up, group: now})
+    rounds = (*state.scale_up_rounds.get(group, ()), now)[-DEMAND_MEMORY:]
+    return replace(
+        new,
+        last_scale_up={**state.last_scale_up, group: now},
+        scale_up_rounds={**state.scale_up_rounds, group: rounds},
+    )
 
 
 def record_draining(state: ElasticityState, group: str, nodes: Sequence[str], now: float) -> ElasticityState:
@@ -340,3 +348,47 @@ def _transition(
         else:
             changed.append(replace(previous, phase=phase, since=now))
     return _with_records(state, changed)
+
+
+def idle_limit(group: NodeGroup, settings: ElasticitySettings) -> float:
+    """How long an empty node of ``group`` stays before it is removed.
+
+    "break-even" is the ski-rental rule: keeping an idle node costs node-time at the rate of a running one,
+    while removing it and booting another when work comes back costs about ``boot_seconds +
+    shutdown_seconds`` of node-time. Waiting exactly that long before removing spends at most twice the
+    node-time of the best choice made with hindsight (the deterministic 2-competitive rule), and waiting
+    longer than ``idle_time`` is never done. ``idle_floor`` keeps a node across a few resyncs, so that a
+    queue that empties and refills within seconds does not cycle fast-booting nodes.
+    """
+    if settings.idle_policy in ("break-even", "demand"):
+        return min(settings.idle_time, max(settings.idle_floor, group.boot_seconds + group.shutdown_seconds))
+    return settings.idle_time
+
+
+def sparse_demand(group: NodeGroup, state: ElasticityState, now: float) -> str | None:
+    """Why an idle node of the group is not worth keeping warm, or None when it may be (or nothing is known).
+
+    Keeping a node idle pays when new work needs it soon: it then saves one boot of waiting for the pod
+    and the boot and shutdown of a re-boot (``saved``: 2 boots + shutdown, at one node-second per
+    pod-second of waiting). Demand is read from the group's latest scale-up rounds: it is too rare when the
+    group last grew longer than ``saved`` ago (arrivals come in bursts, so a long quiet spell predicts a
+    long one ahead), or when its rounds, counted up to now, came more rarely than once per ``saved``.
+    No round seen: nothing is known.
+    """
+    rounds = state.scale_up_rounds.get(group.name, ())
+    if not rounds:
+        return None
+    saved = 2 * group.boot_seconds + group.shutdown_seconds
+    worth = "keeping it warm costs more than the boots it saves"
+    quiet = now - rounds[-1]
+    if quiet > saved:
+        return (
+            f"group {group.name} last grew {quiet:.0f}s ago, over {saved:.0f}s (2 boots + shutdown): {worth}"
+        )
+    span = now - rounds[0]
+    if len(rounds) >= 2 and len(rounds) * saved < span:
+        return (
+            f"group {group.name} grew {len(rounds)} times in the last {span / 60:.0f} min, less than once "
+            f"per {saved:.0f}s (2 boots + shutdown): {worth}"
+        )
+    return None

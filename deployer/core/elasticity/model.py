@@ -101,6 +101,10 @@ class Pod:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     created_at: float = 0.0
+    # When its containers started (status.startTime), None until then: how long a running pod has run.
+    started_at: float | None = None
+    # When its last container ended (Succeeded/Failed pods), None before: the run times learned.
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +200,9 @@ class ElasticityState:
     last_scale_down: Mapping[str, float] = field(default_factory=dict)
     # Boots that failed in a row, per group (reset by a boot that succeeds): the backoff doubles with each.
     group_failures: Mapping[str, int] = field(default_factory=dict)
+    # When each group was last asked to grow (the latest DEMAND_MEMORY rounds, oldest first): the rate
+    # at which it needs new nodes, for the "demand" idle policy.
+    scale_up_rounds: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +211,9 @@ class ElasticitySettings:
     # "fixed": an empty node goes after idle_time. "break-even": after min(idle_time, max(idle_floor,
     # boot_seconds + shutdown_seconds of its group)), the ski-rental rule: idling longer than a re-boot
     # costs cannot pay off, and removing at that point spends at most twice the optimal node-time.
-    idle_policy: Literal["fixed", "break-even"] = "break-even"
+    # "demand": break-even, but a node of a group that needs new nodes rarely (``sparse_demand``) goes
+    # after idle_floor: keeping it warm costs more node-time than the boots it is expected to save.
+    idle_policy: Literal["fixed", "break-even", "demand"] = "demand"
     idle_floor: float = 60.0
     max_booting: int = 0  # 0: no limit
     max_nodes_total: int = 0  # 0: no limit
@@ -221,6 +230,12 @@ class ElasticitySettings:
     # Underutilised (non-empty) nodes drained per round; empty nodes are not limited. 0: no limit.
     max_drains_per_round: int = 10
     expanders: tuple[str, ...] = ("edge-first", "priority", "least-cost", "least-waste")
+    # Whether a pending pod waits for room that running pods of learned run time (the RuntimeModel given
+    # to plan()) free, instead of growing a group; counted from the pod's creation, it waits at most:
+    # "boot": the boot time of the fastest group that could grow for it (it starts no later than on a node
+    # booted at its arrival); "break-even": that group's boot + idle limit + shutdown, the node-time a new
+    # node costs at least when the room frees just after it is ordered; "never": no waiting (model unused).
+    wait_for_room: Literal["never", "boot", "break-even"] = "break-even"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from deployer.core.elasticity.model import (
     Plan,
     Snapshot,
 )
+from deployer.core.elasticity.runtimes import RuntimeModel
 from deployer.core.elasticity.scaledown import scale_down
 from deployer.core.elasticity.scaleup import scale_up
 
@@ -25,6 +26,7 @@ def plan(
     state: ElasticityState,
     settings: ElasticitySettings,
     now: float,
+    runtimes: RuntimeModel | None = None,
 ) -> Plan:
     """Decide which groups grow, which nodes go and which boots failed. Pure: no I/O, no clock, no mutation.
 
@@ -41,6 +43,10 @@ def plan(
         ``group_backoff_until`` the backoff after a power-on error and ``group_failures`` (boots failed in
         a row, kept by ``record_failed``) the doubling of the backoff after failed boots.
       * ``now``: seconds on the caller's clock (wall or virtual), the same clock as every ``since`` field.
+      * ``runtimes``: run times of finished pods per workload class (``runtimes.learn``), kept by the caller.
+        With ``settings.learn_run_times`` a pending pod waits for room that running pods of known run time
+        free sooner than a boot would (its explanation says which node); None or an unmatched model
+        decides exactly as without one. Running pods need ``started_at`` for this.
 
     Capacity: pending pods are packed first onto the free room of Ready, schedulable nodes that are not
     leaving; then onto booting nodes, each counted as one empty node of its group's shape (less what is
@@ -74,7 +80,7 @@ def plan(
         return Plan(explanations=waiting)
     index = index_snapshot(snapshot)
     seen = observe(index, groups, state, settings, now)
-    up = scale_up(index, seen.groups, seen.state, settings, now)
+    up = scale_up(index, seen.groups, seen.state, settings, now, runtimes)
     growing = {s.group for s in up.scale_ups}
     downs, kept = scale_down(
         index, seen.groups, seen.state, settings, now, up.node_bins, up.claimed, growing, snapshot.budgets

@@ -1,7 +1,8 @@
 """Scale-down: which Ready nodes of our groups to drain and power off, never disrupting what must not be.
 
 A node is a candidate when it has been idle (no pods but DaemonSet and mirror pods) for ``idle_limit()``
-(``idle_time``, or with the break-even policy the shorter time a re-boot of its group costs), or, when
+(``idle_time``, or with the break-even policy the shorter time a re-boot of its group costs; with the
+"demand" policy only ``idle_floor`` while its group needs new nodes rarely: ``sparse_demand``), or, when
 enabled, underutilised (requests below ``utilization_threshold``) for ``idle_time`` with every pod
 evictable and placeable on the room left elsewhere (after the pending pods took theirs). Protected,
 never chosen: nodes annotated scale-down-disabled, nodes the pending pods were packed onto, nodes with an
@@ -18,14 +19,13 @@ from dataclasses import dataclass
 
 from deployer.core.elasticity.binpack import Bin, BinIndex, Packer, pod_classes
 from deployer.core.elasticity.index import ClusterIndex
-from deployer.core.elasticity.lifecycle import GroupView
+from deployer.core.elasticity.lifecycle import GroupView, idle_limit, sparse_demand
 from deployer.core.elasticity.model import (
     DisruptionBudget,
     ElasticitySettings,
     ElasticityState,
     GroupKind,
     Node,
-    NodeGroup,
     NodePhase,
     OwnerKind,
     Pod,
@@ -41,21 +41,7 @@ class _Candidate:
     view: GroupView
     idle: bool
     since: float  # idle (or underutilised) since
-
-
-def idle_limit(group: NodeGroup, settings: ElasticitySettings) -> float:
-    """How long an empty node of ``group`` stays before it is removed.
-
-    "break-even" is the ski-rental rule: keeping an idle node costs node-time at the rate of a running one,
-    while removing it and booting another when work comes back costs about ``boot_seconds +
-    shutdown_seconds`` of node-time. Waiting exactly that long before removing spends at most twice the
-    node-time of the best choice made with hindsight (the deterministic 2-competitive rule), and waiting
-    longer than ``idle_time`` is never done. ``idle_floor`` keeps a node across a few resyncs, so that a
-    queue that empties and refills within seconds does not cycle fast-booting nodes.
-    """
-    if settings.idle_policy == "break-even":
-        return min(settings.idle_time, max(settings.idle_floor, group.boot_seconds + group.shutdown_seconds))
-    return settings.idle_time
+    sparse: str | None = None  # why its group's demand is too rare to keep it warm (the "demand" policy)
 
 
 def eviction_blocker(pod: Pod) -> str | None:
@@ -120,7 +106,7 @@ def scale_down(
                 kept[name] = f"kept as one of min_spare_nodes ({settings.min_spare_nodes})"
                 continue
             spare_left -= 1
-            reason = f"{name} idle for {now - cand.since:.0f}s"
+            reason = f"{name} idle for {now - cand.since:.0f}s" + (f" ({cand.sparse})" if cand.sparse else "")
         else:
             if drains_left <= 0:
                 kept[name] = f"max_drains_per_round ({settings.max_drains_per_round}) reached"
@@ -196,7 +182,10 @@ def _candidates(
     for name, view in views.items():
         last_up = state.last_scale_up.get(name)
         cooling = last_up is not None and now - last_up < settings.scale_down_cooldown
-        empty_wait = idle_limit(view.group, settings)
+        break_even = empty_wait = idle_limit(view.group, settings)
+        sparse = sparse_demand(view.group, state, now) if settings.idle_policy == "demand" else None
+        if sparse is not None:
+            empty_wait = min(empty_wait, settings.idle_floor)
         for node in view.active:
             record = state.records.get(node.name)
             if record is None or record.phase not in (NodePhase.IDLE, NodePhase.USED):
@@ -215,7 +204,8 @@ def _candidates(
             elif cooling:
                 kept[node.name] = f"group {name} grew less than {settings.scale_down_cooldown:.0f}s ago"
             else:
-                found.append(_Candidate(node, view, idle, since))
+                early = idle and now - since < break_even  # gone sooner than break-even: say why
+                found.append(_Candidate(node, view, idle, since, sparse if early else None))
 
     def order(c: _Candidate) -> tuple[object, ...]:
         group = c.view.group

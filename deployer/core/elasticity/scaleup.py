@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from deployer.core.elasticity.binpack import Bin, FeasibilityCache, Packer, PodClass, pod_classes
 from deployer.core.elasticity.expanders import Option, choose
 from deployer.core.elasticity.index import ClusterIndex
-from deployer.core.elasticity.lifecycle import GroupView
+from deployer.core.elasticity.lifecycle import GroupView, idle_limit
 from deployer.core.elasticity.model import (
     ElasticitySettings,
     ElasticityState,
@@ -29,6 +29,7 @@ from deployer.core.elasticity.model import (
     ScaleUp,
     Unplaceable,
 )
+from deployer.core.elasticity.runtimes import Estimator, RuntimeModel, workload_class
 from deployer.core.elasticity.scheduling import label_mismatch, shortfall, template_labels
 
 
@@ -74,6 +75,7 @@ def scale_up(
     state: ElasticityState,
     settings: ElasticitySettings,
     now: float,
+    runtimes: RuntimeModel | None = None,
 ) -> ScaleUpResult:
     explanations: dict[str, str] = {}
     cache: FeasibilityCache = {}
@@ -126,6 +128,24 @@ def scale_up(
         pods_of[name] = [uid for uid in packer.placements if uid not in before]
 
     fit = _TemplateFit(views, cache)
+    awaited: set[str] = set()  # nodes whose freed room pending pods wait for
+    if runtimes is not None and settings.wait_for_room != "never" and left:
+        left = _wait_for_freed_room(
+            left,
+            index,
+            views,
+            node_bins,
+            runtimes,
+            settings,
+            now,
+            fit,
+            cache,
+            planned,
+            blocked,
+            limits,
+            explanations,
+            awaited,
+        )
     left = _grow(left, views, planned, blocked, limits, settings, fit, cache, pods_of, reasons)
     if settings.min_spare_nodes:
         taken = {b.name for b in node_bins if b.placed}
@@ -156,10 +176,107 @@ def scale_up(
                 explanations[pod.uid] = f"unplaceable: {reason}"
             else:
                 explanations[pod.uid] = f"waiting: {waiting}"
-    claimed = {b.name for b in node_bins if b.placed}
+    claimed = {b.name for b in node_bins if b.placed} | awaited
     unplaceable.sort(key=lambda u: u.pod_uid)
     bins_out = node_bins if classes else None
     return ScaleUpResult(tuple(scale_ups), tuple(unplaceable), explanations, bins_out, claimed)
+
+
+def _wait_for_freed_room(
+    left: list[PodClass],
+    index: ClusterIndex,
+    views: Mapping[str, GroupView],
+    node_bins: list[Bin],
+    runtimes: RuntimeModel,
+    settings: ElasticitySettings,
+    now: float,
+    fit: _TemplateFit,
+    cache: FeasibilityCache,
+    planned: Mapping[str, int],
+    blocked: Mapping[str, str],
+    limits: _Limits,
+    explanations: dict[str, str],
+    awaited: set[str],
+) -> list[PodClass]:
+    """Keep pods waiting when running pods of known run time free room for them soon enough.
+
+    A pending pod waits instead of growing a group when, on some Ready node, the room left free plus what
+    running pods of classes with learned run times (``runtimes``) release is expected to hold it by
+    ``created_at + room_wait_limit()`` of the fastest group that could grow for it now. Past that deadline
+    (the estimate was wrong) it grows a group as without a model, so a wrong estimate delays a pod by at
+    most that limit. Running pods without an estimate (unknown class, too few finished pods, or running
+    longer than those seen) free nothing here, so a model without a matching class changes no decision.
+    """
+    estimator = Estimator(runtimes)
+    growable = [view.group for name, view in views.items() if _can_grow(name, view, planned, blocked, limits)]
+    # Per usable node: (expected end, requests) of its running pods with an estimate, soonest first.
+    ends: dict[str, list[tuple[float, Resources]]] = {}
+    for b in node_bins:
+        known = []
+        for pod in index.workload.get(b.name, ()):
+            if pod.started_at is None:
+                continue
+            rest = estimator.remaining(workload_class(pod), now - pod.started_at)
+            if rest is not None:
+                known.append((now + rest, pod.requests))
+        if known:
+            ends[b.name] = sorted(known, key=lambda item: item[0])
+    if not ends:
+        return left
+    candidates = [b for b in node_bins if b.name in ends]
+    reserved: dict[str, Resources] = {}
+    still: list[PodClass] = []
+    for cls in left:
+        run_time = estimator.median(workload_class(cls.exemplar))
+        horizon = min(
+            (room_wait_limit(g, settings, run_time) for g in growable if g.name in fit.groups(cls)),
+            default=None,
+        )
+        waiting = [p for p in cls.pods if p.created_at + horizon > now] if horizon is not None else []
+        if horizon is None or not waiting:
+            still.append(cls)
+            continue
+        deadline = min(p.created_at for p in waiting) + horizon  # the oldest pod's: holds for all
+        bins, freed_by = [], {}
+        for b in candidates:
+            ending = [(end, r) for end, r in ends[b.name] if end <= deadline]
+            freed = sum((r for _, r in ending), Resources())
+            room = Resources(b.cpu_m, b.memory_mib, b.gpu, b.pods) + freed - reserved.get(b.name, Resources())
+            if cls.requests.fits_in(room):  # only nodes that could hold one: a small index to pack into
+                bins.append(Bin.of(b.name, b.group, b.labels, b.taints, room, "freeing", b.signature))
+                freed_by[b.name] = ending[-1][0] if ending else now
+        trial = Packer(cache)
+        trial.pack([cls.with_pods(waiting)], bins)
+        for uid, b in trial.placements.items():
+            explanations[uid] = (
+                f"waiting for room on node {b.name}: pods running there are expected to end by "
+                f"t={freed_by[b.name]:.0f} (run times learned from finished pods of their class); a pod "
+                f"waits up to {horizon:.0f}s from its creation for such room before a group grows for it "
+                f"(wait_for_room: {settings.wait_for_room})"
+            )
+            reserved[b.name] = reserved.get(b.name, Resources()) + cls.requests
+            awaited.add(b.name)
+        placed = set(trial.placements)
+        unplaced = [p for p in cls.pods if p.uid not in placed]
+        if unplaced:
+            still.append(cls.with_pods(unplaced))
+    return still
+
+
+def room_wait_limit(group: NodeGroup, settings: ElasticitySettings, run_time: float | None) -> float:
+    """How long after its creation a pod may wait for freed room rather than for a new node of ``group``.
+
+    "boot": the group's boot time, so the pod starts no later than on a node booted at its arrival.
+    "break-even": the node-time a new node booted for this pod alone would cost: its overhead (boot, idle
+    limit, shutdown) plus the pod's typical run time on it (``run_time``, learned for its class; 0 when
+    unknown), the run time counted up to the overhead. Waiting up to that long spends at most as many
+    pod-seconds waiting as the boot would spend node-seconds (the ski-rental balance of the break-even
+    idle policy), and never more than twice the overhead.
+    """
+    if settings.wait_for_room == "break-even":
+        overhead = group.boot_seconds + idle_limit(group, settings) + group.shutdown_seconds
+        return overhead + min(run_time or 0.0, overhead)
+    return group.boot_seconds
 
 
 def _grow(
