@@ -201,13 +201,10 @@ def active_nodes(sample: RoundSample, group: str) -> int:
     return sum(count for phase, count in sample.nodes.get(group, {}).items() if phase in ACTIVE_PHASES)
 
 
-def class_roster(paths: Paths) -> list[TeamRow] | None:
-    """Every team of every class with its membership and its deployment's last state; None while this
-    installation has no classes (the ``classes`` feature and its store are merged separately)."""
-    try:
-        from deployer.adapters.state.classes import ClassStore  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+def class_roster(paths: Paths) -> list[TeamRow]:
+    """Every team of every class with its membership and its deployment's last state."""
+    from deployer.adapters.state.classes import ClassStore
+
     classes = ClassStore(paths.state_db)
     deployments = DeploymentStore(paths.state_db)
     rows = []

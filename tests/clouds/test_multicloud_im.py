@@ -194,6 +194,8 @@ def test_the_token_never_lands_on_disk_or_in_logs(deployer_home, local_im, im_us
                     "name": "tokened",
                     "cloud": "tok-a",
                     "oscar": {"enabled": False},
+                    # No elasticity: no sandbox cluster polling the IM with the stored credentials.
+                    "elasticity": {"enabled": False},
                     "worker_groups": [{"name": "wb", "cloud": "tok-b", "initial": 1, "max": 2}],
                 }
             )

@@ -89,16 +89,17 @@ def test_elasticity_page_draws_the_recorded_rounds_and_lists_decisions(browser, 
 def test_simulator_page_shows_the_comparison_and_its_plots(browser, dashboard):
     browser.get(f"{dashboard.url}/simulator")
     sections = browser.find_elements(By.CSS_SELECTOR, "main section")
-    traces = [s.find_element(By.TAG_NAME, "h2").text for s in sections]
-    assert traces[:4] == ["batch-htc", "classroom-burst", "edge-mask-detection", "mixed-multicloud"]
-    assert "CLUES calibration" in traces
-    first = sections[0]
+    titles = [s.find_element(By.TAG_NAME, "h2").text for s in sections]
+    traces = ["batch-htc", "classroom-burst", "edge-mask-detection", "mixed-multicloud"]
+    assert [t for t in titles if t in traces] == traces
+    assert "CLUES calibration" in titles
+    first = sections[titles.index("batch-htc")]
     header = [th.text for th in first.find_elements(By.CSS_SELECTOR, "thead th")]
     assert header[:3] == ["policy", "completed", "node-hours"]
     policies = [
         row.find_element(By.TAG_NAME, "th").text for row in first.find_elements(By.CSS_SELECTOR, "tbody tr")
     ]
-    assert policies == ["deployer", "clues", "static-max", "static-min"]
+    assert policies == ["deployer (default: both)", "clues", "static-max", "static-min"]
     loaded = browser.execute_script(
         "return [...document.querySelectorAll('img.plot')].map(i => i.complete && i.naturalWidth > 0)"
     )
@@ -115,6 +116,31 @@ def test_classes_page_without_classes(browser, dashboard):
     assert "Classes" not in nav and "Deployments" in nav
     browser.get(dashboard.url + "/classes")
     assert "No classes on this machine." in browser.find_element(By.TAG_NAME, "main").text
+
+
+def test_classes_page_lists_every_team_with_its_clusters_state(browser, dashboard):
+    from deployer.adapters.state.classes import ClassRecord, ClassStore
+
+    paths = resolve_paths()
+    classes = ClassStore(paths.state_db)
+    classes.save_class(ClassRecord("lab", 2))
+    classes.plan_member("lab", 1, "lab-01", "dpl-team-1")
+    classes.update_member("lab", 1, status="ready")
+    classes.plan_member("lab", 2, "lab-02", "dpl-team-2")
+    classes.update_member("lab", 2, status="failed", error="the IM refused <b>it</b>")
+    add_record("lab-01", "http://127.0.0.1:9")
+    try:
+        browser.get(dashboard.url + "/")
+        assert "Classes" in browser.find_element(By.CSS_SELECTOR, "header nav").text
+        browser.get(dashboard.url + "/classes")
+        rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "main tbody tr")]
+        assert rows == ["lab 1 lab-01 ready configured", "lab 2 lab-02 failed - the IM refused <b>it</b>"]
+        screenshot(browser, "classes")
+    finally:
+        classes.forget_class("lab")
+        for team in (1, 2):
+            classes.forget_member("lab", team)
+        DeploymentStore(paths.state_db).delete("lab-01")
 
 
 def test_unreachable_im_is_a_notice_and_edge_errors_come_from_the_edge_use_case(browser, dashboard, im_user):

@@ -87,6 +87,12 @@ class ClassStore:
         values["insecure"] = bool(values["insecure"])
         return ClassRecord(**values)
 
+    def all(self) -> list[ClassRecord]:
+        """Every class, oldest first."""
+        with session(self._path) as conn:
+            rows = conn.execute("SELECT * FROM classes ORDER BY created_at, prefix").fetchall()
+        return [ClassRecord(**{**dict(row), "insecure": bool(row["insecure"])}) for row in rows]
+
     def get(self, prefix: str) -> ClassRecord:
         found = self.find(prefix)
         if found is None:
