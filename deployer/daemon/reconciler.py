@@ -37,10 +37,12 @@ from deployer.core.elasticity.model import (
     NodePhase,
     NodeRecord,
     Plan,
+    Pod,
     Resources,
     Snapshot,
 )
 from deployer.core.elasticity.planner import plan as make_plan
+from deployer.core.elasticity.runtimes import RuntimeModel, learn_finished
 from deployer.core.elasticity.scheduling import is_pending
 from deployer.core.elasticity.templates import observed_shapes, with_shapes
 from deployer.daemon.actuator import Actuator, ClusterOps
@@ -52,6 +54,10 @@ log = logging.getLogger(__name__)
 
 class WatchedCluster(ClusterOps, Protocol):
     def snapshot(self) -> Snapshot: ...
+
+    def finished_pods(self) -> list[Pod]:
+        """Succeeded and Failed pods still listed: the run times the planner learns from."""
+        ...
 
     def node_objects(self) -> list[Any]:
         """The raw Node objects of the watch cache (their providerID, labels and addresses)."""
@@ -118,6 +124,10 @@ class Reconciler:
         self._history = history
         # Learnt node templates; a group whose nodes are all gone keeps its last one (no boot loop).
         self.templates: dict[str, Resources] = {}
+        # Learnt run times per workload class (``deployer.core.elasticity.runtimes``), in memory: after a
+        # restart the planner behaves as for unknown classes until pods finish again.
+        self.runtimes = RuntimeModel()
+        self._learned: frozenset[str] = frozenset()
         self._first_round = True
         self._actuator = Actuator(
             cluster,
@@ -151,7 +161,10 @@ class Reconciler:
         members = {record.name: record.group for record in state.records.values()}
         self.templates.update(observed_shapes(snapshot, self.groups, members))
         groups = with_shapes(self.groups, self.templates)
-        plan = make_plan(demand_only(snapshot), groups, state, self.settings, now)
+        self.runtimes, self._learned = learn_finished(
+            self.runtimes, self._cluster.finished_pods(), self._learned
+        )
+        plan = make_plan(demand_only(snapshot), groups, state, self.settings, now, self.runtimes)
         plan = _explain_non_demand(plan, snapshot)
         observed = plan.state if plan.state is not None else state
         self._update_gauges(snapshot, observed)

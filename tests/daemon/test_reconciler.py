@@ -226,3 +226,36 @@ def test_an_always_on_board_is_only_cordoned(kube_api, cluster, control_plane, t
     assert woken.errors == []
     assert not _node(kube_api, "pi-a")["spec"].get("unschedulable")
     assert woken.state.records["pi-a"].phase is NodePhase.POWERING_ON
+
+
+def test_finished_pods_teach_the_planner_their_run_times_once(kube_api, cluster, tmp_path) -> None:
+    from deployer.core.elasticity.runtimes import workload_class
+
+    def finish(name: str, start: str, end: str) -> None:
+        def done(pod: dict) -> None:
+            pod["status"].update(
+                phase="Succeeded",
+                startTime=start,
+                containerStatuses=[
+                    {
+                        "name": "main",
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": "busybox",
+                        "imageID": "",
+                        "state": {"terminated": {"exitCode": 0, "finishedAt": end}},
+                    }
+                ],
+            )
+
+        kube_api.update_pod("default", name, done)
+
+    for i, seconds in enumerate((40, 50, 70)):
+        kube_api.add_pod(f"job-{i}", cpu="1", labels={"app": "mask"}, owner_kind="Job")
+        finish(f"job-{i}", "2026-12-03T10:00:00Z", f"2026-12-03T10:{seconds // 60:02d}:{seconds % 60:02d}Z")
+    wait_for(cluster, lambda s: len(cluster.finished_pods()) == 3)
+    reconciler = _reconciler(cluster, tmp_path, FakePowerManager())
+    reconciler.run_once(1000.0)
+    reconciler.run_once(1010.0)  # the same pods again: learned once, not twice
+    (cls,) = {workload_class(pod) for pod in cluster.finished_pods()}
+    assert reconciler.runtimes.samples == {cls: (40.0, 50.0, 70.0)}

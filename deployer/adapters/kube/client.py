@@ -213,6 +213,10 @@ class KubeCluster:
 
     # -- reads ------------------------------------------------------------------------------------------
 
+    def finished_pods(self) -> list[Pod]:
+        """Pods of the watch cache in a terminal phase: what the run-time model learns from."""
+        return [pod for pod in self.pods.items() if pod.phase in _TERMINAL_PHASES]
+
     def snapshot(self, group_label: str | None = None) -> Snapshot:
         """The cluster now, as the core's frozen ``Snapshot`` (no API call).
 
