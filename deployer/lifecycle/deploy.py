@@ -294,7 +294,7 @@ def _await_landing(
                 f"{last_error}; cannot tell whether the IM created the infrastructure (tag "
                 f"{record.deployment_tag}). {_kept_hint(record.name)}"
             )
-        sleep(min(POLL_S, max(0.05, deadline - clock()) if clock() < deadline else POLL_S))
+        sleep(POLL_S)
 
 
 def _kept_hint(name: str) -> str:
