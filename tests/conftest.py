@@ -7,6 +7,7 @@ import os
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from tests.fixtures.background import stop_background
 from tests.fixtures.fault_lab import *  # noqa: F403
 from tests.fixtures.im_server import *  # noqa: F403
 from tests.fixtures.kube_api import *  # noqa: F403
@@ -20,8 +21,10 @@ if os.environ.get("CI"):
 
 @pytest.fixture
 def deployer_home(tmp_path, monkeypatch):
-    """A private DEPLOYER_HOME for one test: nothing leaks into the user's real config or state."""
+    """A private DEPLOYER_HOME for one test: nothing leaks into the user's real config or state, and no
+    background process (a local deployment's sandbox cluster and daemon, the embedded IM) outlives it."""
     home = tmp_path / "deployer-home"
     home.mkdir(mode=0o700)
     monkeypatch.setenv("DEPLOYER_HOME", str(home))
-    return home
+    yield home
+    stop_background(home)

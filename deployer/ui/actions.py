@@ -17,7 +17,7 @@ from deployer.adapters.im.client import IMClient
 from deployer.adapters.state.store import DeploymentRecord, DeploymentStore
 from deployer.cli.playbooks import front_target
 from deployer.errors import RemoteError, UserError
-from deployer.lifecycle import deploy, edge, session
+from deployer.lifecycle import create, deploy, edge, session
 from deployer.lifecycle.credentials import endpoint_for_record
 from deployer.paths import Paths
 
@@ -48,11 +48,9 @@ def destroy(paths: Paths, name: str, typed_name: str) -> str:
     """Destroy after the user typed the deployment's name (checked here, not only in the browser)."""
     if typed_name.strip() != name:
         raise UserError(f"type the deployment's name ({name}) to confirm destroying it")
-    with session.locked(paths, name, "destroy (dashboard)"):
-        store = DeploymentStore(paths.state_db)
-        record = store.get(name)
-        with endpoint_for_record(paths, record).client() as client:
-            result = deploy.destroy(store, client, record)
+    record = DeploymentStore(paths.state_db).get(name)
+    # The CLI's own destroy use case: the lock, the sandbox stopped first, the destroy verified in the IM.
+    result = create.destroy_deployment(paths, record)
     if result.destroyed:
         return f"{name}: destroyed {', '.join(result.destroyed)}"
     return f"{name}: was already gone from the IM; record cleaned up"

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from deployer.adapters.im.local_server import free_port
+from tests.fixtures.background import stop_background
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
 REPO = Path(__file__).resolve().parents[2]
@@ -80,6 +81,7 @@ def module_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         yield running, home
     finally:
         stop_dashboard(running)
+        stop_background(home)
 
 
 @pytest.fixture
